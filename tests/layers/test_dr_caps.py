@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_parcaps.layers import DRCaps
+from tests.layer_checks import run_layer_checks
+from tests.ops.test_routing import numpy_procedure_1
+
+
+@pytest.mark.parametrize(
+    "kwargs, input_shape, output_shape",
+    [
+        ({"num_capsules": 4, "capsule_dim": 6}, (None, 10, 5), (None, 4, 6)),
+        (
+            {"num_capsules": 3, "capsule_dim": 4, "share_weights": True},
+            (None, 3, 3, 2, 5),
+            (None, 3, 4),
+        ),
+        ({"num_capsules": 1, "capsule_dim": 8}, (None, 2, 2, 3, 5), (None, 1, 8)),
+        (
+            {"num_capsules": 1, "capsule_dim": 8, "share_weights": True},
+            (None, 2, 2, 3, 5),
+            (None, 1, 8),
+        ),
+        (
+            {"num_capsules": 2, "capsule_dim": 3, "stop_gradient": True,
+             "routing_iterations": 2},
+            (None, 6, 4),
+            (None, 2, 3),
+        ),
+    ],
+)
+def test_layer_checks(kwargs, input_shape, output_shape):
+    run_layer_checks(DRCaps, kwargs, input_shape, output_shape)
+
+
+def _numpy_votes(u, kernel, share_weights):
+    """u_hat[b, i, j] = W_ij @ u_i with the layer's (n_w, in, out, dim) kernel."""
+    batch = u.shape[0]
+    in_dim = u.shape[-1]
+    if share_weights:
+        types = u.shape[-2]
+        u = u.reshape(batch, -1, types, in_dim)
+        votes = np.einsum("bptk,tkjd->bptjd", u, kernel)
+    else:
+        votes = np.einsum("bik,ikjd->bijd", u.reshape(batch, -1, in_dim), kernel)
+    return votes.reshape(batch, -1, kernel.shape[2], kernel.shape[3])
+
+
+@pytest.mark.parametrize("share_weights", [False, True])
+@pytest.mark.parametrize("num_capsules", [1, 4])
+def test_matches_numpy_procedure_1(rng, share_weights, num_capsules):
+    u = rng.normal(size=(2, 3, 3, 2, 5)).astype("float32")
+    layer = DRCaps(num_capsules, 6, routing_iterations=3, share_weights=share_weights)
+    layer.build(u.shape)
+    kernel = rng.normal(size=layer.kernel.shape).astype("float32") * 0.5
+    layer.kernel.assign(kernel)
+    got = ops.convert_to_numpy(layer(u))
+    expected, _ = numpy_procedure_1(_numpy_votes(u.astype("float64"), kernel, share_weights), 3)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert np.all(np.linalg.norm(got, axis=-1) < 1)
+
+
+def test_weight_counts():
+    unshared = DRCaps(10, 16)
+    unshared.build((None, 6, 6, 32, 8))
+    assert unshared.kernel.shape == (1152, 8, 10, 16)
+    shared = DRCaps(10, 16, share_weights=True)
+    shared.build((None, 6, 6, 32, 8))
+    assert shared.kernel.shape == (32, 8, 10, 16)
+
+
+def test_default_init_is_small_normal():
+    layer = DRCaps(10, 16)
+    layer.build((None, 1152, 8))
+    std = float(np.std(ops.convert_to_numpy(layer.kernel)))
+    assert 0.009 < std < 0.011
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_capsules": 0, "capsule_dim": 4}, "num_capsules.*Received: num_capsules=0"),
+        ({"num_capsules": 2, "capsule_dim": -1}, "capsule_dim.*Received: capsule_dim=-1"),
+        ({"num_capsules": 2, "capsule_dim": 4, "routing_iterations": 0},
+         "routing_iterations.*Received: routing_iterations=0"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DRCaps(**kwargs)
+
+
+def test_bad_input_rank():
+    with pytest.raises(ValueError, match="input_shape"):
+        DRCaps(2, 4).build((None, 8))
+    with pytest.raises(ValueError, match="share_weights"):
+        DRCaps(2, 4, share_weights=True).build((None, 10, 8))

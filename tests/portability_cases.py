@@ -1,0 +1,90 @@
+"""Models that must load on every backend with equal outputs.
+
+Each case is `name -> fn() -> (model, inputs)`, seeded so that the saving and
+the loading process build the same inputs. `tests/test_portability.py` saves
+every case on the current backend and loads it in a subprocess per other
+backend. Add a case here for every new layer or builder.
+
+Run as a script to load saved cases: `python -m tests.portability_cases DIR`.
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+
+import keras_parcaps as kp
+
+
+def _inputs(shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def _functional(layers, input_shape):
+    inputs = keras.Input(input_shape)
+    outputs = inputs
+    for layer in layers:
+        outputs = layer(outputs)
+    return keras.Model(inputs, outputs)
+
+
+def dr_stack():
+    model = _functional(
+        [
+            kp.layers.PrimaryCaps(4, 8, kernel_size=3, strides=2),
+            kp.layers.DRCaps(3, 6, share_weights=True),
+            kp.layers.DRCaps(2, 4),
+            kp.layers.CapsuleLength(),
+        ],
+        (9, 9, 5),
+    )
+    return model, _inputs((3, 9, 9, 5))
+
+
+def dr_single_mid_cap():
+    model = _functional(
+        [kp.layers.PrimaryCaps(2, 8, kernel_size=1), kp.layers.DRCaps(1, 4)],
+        (4, 4, 3),
+    )
+    return model, _inputs((2, 4, 4, 3))
+
+
+def sabour_capsnet():
+    return kp.models.build_sabour_capsnet(), _inputs((2, 28, 28, 1))
+
+
+CASES = {
+    "dr_stack": dr_stack,
+    "dr_single_mid_cap": dr_single_mid_cap,
+    "sabour_capsnet": sabour_capsnet,
+}
+
+
+def _predict(model, inputs):
+    return np.asarray(model.predict(inputs, verbose=0))
+
+
+def save_all(directory):
+    """Saves every case and its outputs under `directory`."""
+    keras.utils.set_random_seed(0)
+    for name, make in CASES.items():
+        model, inputs = make()
+        model.save(os.path.join(directory, f"{name}.keras"))
+        np.save(os.path.join(directory, f"{name}.npy"), _predict(model, inputs))
+
+
+def load_all(directory):
+    """Loads every saved case; returns `name -> max abs output difference`."""
+    errors = {}
+    for name, make in CASES.items():
+        _, inputs = make()
+        model = keras.models.load_model(os.path.join(directory, f"{name}.keras"))
+        expected = np.load(os.path.join(directory, f"{name}.npy"))
+        errors[name] = float(np.max(np.abs(_predict(model, inputs) - expected)))
+    return errors
+
+
+if __name__ == "__main__":
+    print(json.dumps(load_all(sys.argv[1])))
