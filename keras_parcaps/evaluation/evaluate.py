@@ -1,0 +1,61 @@
+"""Evaluate a trained model on an `ImageSet`: metrics, report files, plots."""
+
+from pathlib import Path
+
+import numpy as np
+
+from keras_parcaps.data.sampling import to_model_input
+from keras_parcaps.evaluation.agreement import predict_orientations
+from keras_parcaps.evaluation.plots import plot_confusion_matrix
+from keras_parcaps.evaluation.report import classification_report, write_report
+
+
+def evaluate_model(
+    model,
+    data,
+    out_dir=None,
+    batch_size: int = 32,
+    orientations: bool = True,
+    prefix: str = "report",
+) -> dict:
+    """Computes Acc, WAcc, Agr and the Table 2 rows of `model` on `data`.
+
+    The class of each image is the model's prediction on the original
+    orientation; Agr uses all 8 dihedral orientations (8 predictions per
+    image, so set `orientations=False` to save time when Agr is not needed).
+
+    Args:
+        model: A Keras model from `float32` images in `[0, 1]` to scores.
+        data: A `kp.data.ImageSet`.
+        out_dir: Optional folder for `report.json`, `report_table.csv`,
+            `report.md` and `confusion_matrix.png`.
+        batch_size: Prediction batch size.
+        orientations: Whether to compute Agr.
+        prefix: File name prefix of the report files.
+
+    Returns:
+        The report dict of `classification_report`, plus `files` when
+        `out_dir` is given and `predictions` (integer classes).
+    """
+    images = data.images()
+    if orientations:
+        scores = predict_orientations(model, images, batch_size)
+        views = scores.argmax(-1)
+        predicted = views[0]
+    else:
+        scores = np.asarray(model.predict(to_model_input(images),
+                                          batch_size=batch_size, verbose=0))
+        views, predicted = None, scores.argmax(-1)
+    report = classification_report(
+        data.labels, predicted, data.class_names, data.full_names, views
+    )
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        files = write_report(report, out_dir, prefix)
+        files["confusion_matrix"] = plot_confusion_matrix(
+            report["confusion_matrix"], data.class_names,
+            out_dir / f"{prefix}_confusion_matrix.png",
+        )
+        report["files"] = files
+    report["predictions"] = predicted.tolist()
+    return report

@@ -1,0 +1,79 @@
+"""Figures: the confusion matrix and the training curves (matplotlib, Agg)."""
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_confusion_matrix(matrix, class_names, path, normalize: bool = True) -> str:
+    """Saves a confusion matrix (rows: true class, columns: predicted) as PNG.
+
+    Args:
+        matrix: Counts `(classes, classes)`.
+        class_names: Labels of the rows and columns.
+        path: Output PNG file.
+        normalize: Whether to colour by the share of each true class (the
+            cells still print counts).
+
+    Returns:
+        The path written, as a string.
+    """
+    matrix = np.asarray(matrix)
+    rows = matrix.sum(axis=1, keepdims=True)
+    shown = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    if not normalize:
+        shown = matrix
+    size = 2.5 + 0.45 * len(class_names)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(shown, cmap="Blues", vmin=0)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=90)
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    threshold = shown.max() / 2 if shown.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
+                color="white" if shown[i, j] > threshold else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_training_curves(log_csv, path) -> str:
+    """Plots every column of a Keras `CSVLogger` file against the epoch.
+
+    Losses go on the left axes, accuracies and other metrics on the right;
+    validation columns are dashed.
+
+    Returns:
+        The path written, as a string.
+    """
+    with open(log_csv) as file:
+        rows = list(csv.DictReader(file))
+    if not rows:
+        raise ValueError(f"No epoch logged in {log_csv}.")
+    epochs = [int(row["epoch"]) + 1 for row in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in rows[0]:
+        if key in ("epoch", "learning_rate"):
+            continue
+        values = [float(row[key]) if row[key] else np.nan for row in rows]
+        ax = left if "loss" in key else right
+        ax.plot(epochs, values, "--" if key.startswith("val_") else "-",
+                marker="o", markersize=3, label=key)
+    for ax, title in ((left, "loss"), (right, "metrics")):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(Path(path))

@@ -1,0 +1,151 @@
+"""Training with iteration epochs, per-epoch checkpoints and automatic resume."""
+
+import json
+from pathlib import Path
+
+import keras
+
+from keras_parcaps._checks import check_positive_int
+from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
+from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
+
+
+class _SetEpoch(keras.callbacks.Callback):
+    """Tells the batch generators which epoch runs, also after a resume."""
+
+    def __init__(self, *datasets):
+        super().__init__()
+        self.datasets = [d for d in datasets if d is not None]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for dataset in self.datasets:
+            dataset.set_epoch(epoch)
+
+
+def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
+    """Recompiles `model` with Nadam, its own loss, and Acc and WAcc metrics.
+
+    The paper trains every network with Nadam at 1e-3 and the loss of its
+    kind (margin, spread or cross-entropy); the builders already compile
+    with that loss, which is kept.
+
+    Raises:
+        ValueError: when `model` was never compiled (it has no loss).
+    """
+    loss = getattr(model, "loss", None)
+    if loss is None:
+        raise ValueError(
+            "The model has no loss: compile it first (the kp.models builders "
+            "return compiled models)."
+        )
+    model.compile(
+        optimizer=keras.optimizers.Nadam(learning_rate),
+        loss=loss,
+        metrics=[
+            keras.metrics.CategoricalAccuracy(name="acc"),
+            WeightedAccuracy(num_classes, name="wacc"),
+        ],
+    )
+    return model
+
+
+def train(
+    model,
+    train_data,
+    out_dir,
+    val_data=None,
+    epochs: int = 10,
+    steps_per_epoch: int = 500,
+    batch_size=None,
+    augment: bool = True,
+    learning_rate: float = 1e-3,
+    recompile: bool = True,
+    seed: int = 0,
+    verbose="auto",
+    callbacks=None,
+):
+    """Trains `model` for `epochs` epochs of `steps_per_epoch` iterations.
+
+    The paper's set-up: an epoch is a fixed number of iterations (500), the
+    batches hold one image per class (`batch_size=None`) with flips and
+    rotations, Nadam at 1e-3. After every epoch the weights and optimizer
+    state go to `out_dir/backup` (`keras.callbacks.BackupAndRestore`) and a
+    weights file to `out_dir/checkpoints/epoch_NNN.weights.h5`; the metrics
+    are appended to `out_dir/log.csv`. Calling `train` again with the same
+    `out_dir` after a kill resumes at the last finished epoch (only the
+    unfinished epoch is lost); calling it on a finished run does nothing.
+    The final model is saved as `out_dir/model.keras`.
+
+    Args:
+        model: A built, compiled Keras model mapping `float32` images in
+            `[0, 1]` to class scores.
+        train_data: A `kp.data.ImageSet`.
+        out_dir: Folder for checkpoints, log and model.
+        val_data: Optional `ImageSet` evaluated after every epoch.
+        epochs: Number of epochs.
+        steps_per_epoch: Iterations per epoch. Default 500.
+        batch_size: `None` for one image per class per batch (the paper);
+            an int for ordinary shuffled batches.
+        augment: Whether to flip and rotate the training images.
+        learning_rate: Nadam learning rate when `recompile`.
+        recompile: Whether to recompile with Nadam, the model's own loss and
+            the Acc and WAcc metrics (`compile_for_training`).
+        seed: Seed of sampling and augmentation.
+        verbose: `Model.fit` verbosity (1 shows Keras progress bars).
+        callbacks: Extra Keras callbacks.
+
+    Returns:
+        The `keras.callbacks.History` of this call (only the epochs it ran).
+    """
+    check_positive_int("epochs", epochs)
+    check_positive_int("steps_per_epoch", steps_per_epoch)
+    out_dir = Path(out_dir)
+    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    if recompile:
+        compile_for_training(model, train_data.num_classes, learning_rate)
+    if batch_size is None:
+        batches = OnePerClassBatches(train_data, steps_per_epoch, augment, seed)
+    else:
+        batches = ShuffledBatches(
+            train_data, batch_size, steps_per_epoch, augment=augment, seed=seed
+        )
+    validation = None
+    if val_data is not None:
+        validation = ShuffledBatches(val_data, 32, shuffle=False)
+    (out_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "epochs": epochs,
+                "steps_per_epoch": steps_per_epoch,
+                "batch_size": batch_size,
+                "augment": augment,
+                "learning_rate": learning_rate,
+                "seed": seed,
+                "classes": train_data.class_names,
+                "train_images": len(train_data),
+                "val_images": None if val_data is None else len(val_data),
+            },
+            indent=2,
+        )
+    )
+    all_callbacks = [
+        _SetEpoch(batches),
+        keras.callbacks.BackupAndRestore(
+            str(out_dir / "backup"), delete_checkpoint=False
+        ),
+        keras.callbacks.ModelCheckpoint(
+            str(out_dir / "checkpoints" / "epoch_{epoch:03d}.weights.h5"),
+            save_weights_only=True,
+        ),
+        keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
+        *(callbacks or []),
+    ]
+    history = model.fit(
+        batches,
+        epochs=epochs,
+        validation_data=validation,
+        callbacks=all_callbacks,
+        verbose=verbose,
+    )
+    model.save(out_dir / "model.keras")
+    return history
