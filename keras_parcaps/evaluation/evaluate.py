@@ -35,7 +35,8 @@ def evaluate_model(
 
     Returns:
         The report dict of `classification_report`, plus `files` when
-        `out_dir` is given and `predictions` (integer classes).
+        `out_dir` is given, `predictions` (integer classes) and
+        `orientation_predictions` (`(8, n)` classes, or `None`).
     """
     images = data.images()
     if orientations:
@@ -58,4 +59,5 @@ def evaluate_model(
         )
         report["files"] = files
     report["predictions"] = predicted.tolist()
+    report["orientation_predictions"] = None if views is None else views.tolist()
     return report

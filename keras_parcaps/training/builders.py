@@ -1,0 +1,78 @@
+"""Model builders by name, looked up in `kp.models` when they are used."""
+
+import importlib
+import inspect
+import warnings
+
+# Command-line name -> attribute of `keras_parcaps.models`. Looked up at call
+# time so that a builder is usable as soon as its module exists.
+BUILDERS = {
+    "parallel_dr": "build_parallel_dr",
+    "dr": "build_dr",
+    "parallel_em": "build_parallel_em",
+    "em": "build_em",
+    "resnext50": "build_resnext50",
+    "sabour": "build_sabour_capsnet",
+}
+
+# Options that only make sense for one builder, set unless the user says.
+_DEFAULTS = {"sabour": {"reconstruction": False}}
+
+
+def available_builders() -> list:
+    """Names in `BUILDERS` whose function exists in this installation."""
+    from keras_parcaps import models
+
+    return [name for name, attr in BUILDERS.items() if hasattr(models, attr)]
+
+
+def get_builder(name, **options):
+    """Returns `build(input_shape, num_classes) -> compiled model`.
+
+    Args:
+        name: A key of `BUILDERS` (such as `"parallel_dr"`), the name of any
+            `kp.models.build_*` function, `"package.module:function"` for a
+            builder of your own, or a callable; a builder takes
+            `input_shape` and `num_classes` keyword arguments.
+        **options: Keyword arguments for the builder, such as `n_branches`.
+            Options the builder does not accept are dropped with a warning,
+            so one command line serves builders of different signatures.
+
+    Raises:
+        ValueError: for an unknown name, or a builder that this installation
+            does not have (the message lists those it has).
+    """
+    if callable(name):
+        function, label = name, getattr(name, "__name__", "builder")
+    elif ":" in name:
+        module, _, attr = name.partition(":")
+        function, label = getattr(importlib.import_module(module), attr), attr
+    else:
+        from keras_parcaps import models
+
+        attr = BUILDERS.get(name, name)
+        function = getattr(models, attr, None)
+        if function is None or not callable(function):
+            raise ValueError(
+                f"Unknown or unavailable model {name!r} (kp.models.{attr}). "
+                f"Available here: {', '.join(available_builders()) or 'none'}."
+            )
+        label = name
+        options = {**_DEFAULTS.get(name, {}), **options}
+    parameters = inspect.signature(function).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    accepted = {k: v for k, v in options.items() if takes_any or k in parameters}
+    dropped = sorted(set(options) - set(accepted))
+    if dropped:
+        warnings.warn(
+            f"Model {label!r} takes no option(s) {dropped}; ignored.", stacklevel=2
+        )
+
+    def build(input_shape, num_classes):
+        return function(
+            input_shape=tuple(input_shape), num_classes=num_classes, **accepted
+        )
+
+    build.__name__ = f"build_{label}"
+    build.options = accepted
+    return build

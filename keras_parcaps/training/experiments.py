@@ -1,0 +1,182 @@
+"""Whole experiments: one fold, the 5-fold CV, and the small-data protocol."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from keras_parcaps.data.folds import fold_split, small_data_split, stratified_folds
+from keras_parcaps.evaluation.evaluate import evaluate_model
+from keras_parcaps.evaluation.plots import plot_confusion_matrix, plot_training_curves
+from keras_parcaps.evaluation.report import classification_report, write_report
+from keras_parcaps.training.trainer import train
+
+
+def _image_shape(data):
+    return tuple(data.images([0]).shape[1:])
+
+
+def train_and_evaluate(
+    builder,
+    train_data,
+    test_data,
+    out_dir,
+    epochs: int = 10,
+    steps_per_epoch: int = 500,
+    validate: bool = True,
+    orientations: bool = True,
+    **train_options,
+) -> dict:
+    """Builds a model, trains it (resumably) and evaluates it on `test_data`.
+
+    Writes into `out_dir` what `train` writes plus `report.json`,
+    `report_table.csv`, `report.md`, `report_confusion_matrix.png` and
+    `training_curves.png`.
+
+    Args:
+        builder: `build(input_shape, num_classes) -> compiled model`, e.g.
+            from `get_builder`.
+        train_data: The training `ImageSet`.
+        test_data: The `ImageSet` to evaluate on (and validate on every
+            epoch when `validate`).
+        out_dir: Output folder.
+        epochs: Epochs of `steps_per_epoch` iterations.
+        steps_per_epoch: Iterations per epoch.
+        validate: Whether to evaluate `test_data` after every epoch.
+        orientations: Whether to compute Agr (8 predictions per image).
+        **train_options: More arguments of `kp.training.train`.
+
+    Returns:
+        The evaluation report (see `kp.evaluation.evaluate_model`).
+    """
+    out_dir = Path(out_dir)
+    model = builder(_image_shape(train_data), train_data.num_classes)
+    train(
+        model,
+        train_data,
+        out_dir,
+        val_data=test_data if validate else None,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        **train_options,
+    )
+    report = evaluate_model(model, test_data, out_dir, orientations=orientations)
+    if (out_dir / "log.csv").is_file():
+        report["files"]["training_curves"] = plot_training_curves(
+            out_dir / "log.csv", out_dir / "training_curves.png"
+        )
+    return report
+
+
+def _folds_run(builder, data, folds, out_dir, run_folds, test_of, **options):
+    out_dir = Path(out_dir)
+    n_folds = int(folds.max()) + 1
+    run_folds = list(range(n_folds)) if run_folds is None else list(run_folds)
+    per_fold, truth, predicted, views = [], [], [], []
+    for fold in run_folds:
+        train_idx, _ = fold_split(folds, fold)
+        test_idx = test_of(fold)
+        report = train_and_evaluate(
+            builder,
+            data.subset(train_idx),
+            data.subset(test_idx),
+            out_dir / f"fold_{fold}",
+            **options,
+        )
+        per_fold.append({"fold": fold, "acc": report["acc"], "wacc": report["wacc"],
+                         "agr": report["agr"], "n": report["n"]})
+        truth.append(data.labels[test_idx])
+        predicted.append(np.asarray(report["predictions"]))
+        if report.get("orientation_predictions") is not None:
+            views.append(np.asarray(report["orientation_predictions"]))
+    pooled = classification_report(
+        np.concatenate(truth),
+        np.concatenate(predicted),
+        data.class_names,
+        data.full_names,
+        np.concatenate(views, axis=1) if views else None,
+    )
+    pooled["folds"] = per_fold
+    for key in ("acc", "wacc", "agr"):
+        values = [f[key] for f in per_fold if f[key] is not None]
+        if values:
+            pooled[f"{key}_fold_mean"] = float(np.mean(values))
+            pooled[f"{key}_fold_std"] = float(np.std(values))
+    files = write_report(pooled, out_dir, "cv_report")
+    files["confusion_matrix"] = plot_confusion_matrix(
+        pooled["confusion_matrix"],
+        data.class_names,
+        out_dir / "cv_confusion_matrix.png",
+    )
+    pooled["files"] = files
+    (out_dir / "cv_folds.json").write_text(json.dumps(per_fold, indent=2))
+    return pooled
+
+
+def cross_validate(
+    builder,
+    data,
+    out_dir,
+    n_folds: int = 5,
+    folds=None,
+    run_folds=None,
+    seed: int = 0,
+    **options,
+) -> dict:
+    """The paper's 5-fold cross-validation with a pooled Table 2 report.
+
+    Every fold trains on the other folds and predicts its own images; the
+    pooled predictions give one report over the whole dataset (the paper's
+    Table 2), and the per-fold Acc/WAcc/Agr give means and deviations.
+    Each fold writes to `out_dir/fold_k` and resumes if interrupted.
+
+    Args:
+        builder: `build(input_shape, num_classes) -> compiled model`.
+        data: An `ImageSet`.
+        out_dir: Output folder; the pooled report is `cv_report.*`.
+        n_folds: Number of folds. Default 5.
+        folds: Optional precomputed fold of each image (`stratified_folds`).
+        run_folds: Optional subset of folds to run (default all).
+        seed: Seed of the fold assignment.
+        **options: Arguments of `train_and_evaluate` (epochs, ...).
+
+    Returns:
+        The pooled report, with `folds` (per-fold metrics) and the fold
+        means and standard deviations.
+    """
+    if folds is None:
+        folds = stratified_folds(data.labels, n_folds, seed)
+    folds = np.asarray(folds)
+    return _folds_run(builder, data, folds, out_dir, run_folds,
+                      lambda fold: fold_split(folds, fold)[1], **options)
+
+
+def small_data(
+    builder,
+    data,
+    out_dir,
+    max_per_class: int,
+    n_folds: int = 5,
+    run_folds=None,
+    seed: int = 0,
+    **options,
+) -> dict:
+    """The paper's small-data protocol for one `x = max_per_class`.
+
+    Up to `x` images per class form `n_folds` folds; each run trains on
+    all folds but one and tests on that fold plus every image above `x`
+    (the shared test set). The report pools the runs like `cross_validate`.
+
+    Returns:
+        The pooled report (see `cross_validate`).
+    """
+    folds = small_data_split(data.labels, max_per_class, n_folds, seed)
+    rest = np.flatnonzero(folds < 0)
+
+    def test_of(fold):
+        return np.concatenate([fold_split(folds, fold)[1], rest])
+
+    report = _folds_run(builder, data, folds, out_dir, run_folds, test_of,
+                        **options)
+    report["max_per_class"] = max_per_class
+    return report
