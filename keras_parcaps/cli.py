@@ -185,7 +185,7 @@ def _cmd_cross_validate(args):
 
     report = cross_validate(_builder(args), _data(args), args.out,
                             n_folds=args.n_folds, run_folds=args.folds,
-                            seed=args.seed, **_train_options(args))
+                            **_train_options(args))
     _print_report(report, "Cross-validation (pooled)")
     return report
 
@@ -195,8 +195,7 @@ def _cmd_small_data(args):
 
     report = small_data(_builder(args), _data(args), args.out,
                         args.max_per_class, n_folds=args.n_folds,
-                        run_folds=args.folds, seed=args.seed,
-                        **_train_options(args))
+                        run_folds=args.folds, **_train_options(args))
     _print_report(report, f"Small data, x={args.max_per_class} (pooled)")
     return report
 

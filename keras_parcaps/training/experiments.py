@@ -68,7 +68,8 @@ def train_and_evaluate(
     return report
 
 
-def _folds_run(builder, data, folds, out_dir, run_folds, test_of, **options):
+def _folds_run(builder, data, folds, out_dir, run_folds, test_of, extra=None,
+               **options):
     out_dir = Path(out_dir)
     n_folds = int(folds.max()) + 1
     run_folds = list(range(n_folds)) if run_folds is None else list(run_folds)
@@ -97,6 +98,7 @@ def _folds_run(builder, data, folds, out_dir, run_folds, test_of, **options):
         np.concatenate(views, axis=1) if views else None,
     )
     pooled["folds"] = per_fold
+    pooled.update(extra or {})
     for key in ("acc", "wacc", "agr"):
         values = [f[key] for f in per_fold if f[key] is not None]
         if values:
@@ -137,7 +139,7 @@ def cross_validate(
         n_folds: Number of folds. Default 5.
         folds: Optional precomputed fold of each image (`stratified_folds`).
         run_folds: Optional subset of folds to run (default all).
-        seed: Seed of the fold assignment.
+        seed: Seed of the fold assignment, the sampling and augmentation.
         **options: Arguments of `train_and_evaluate` (epochs, ...).
 
     Returns:
@@ -148,7 +150,8 @@ def cross_validate(
         folds = stratified_folds(data.labels, n_folds, seed)
     folds = np.asarray(folds)
     return _folds_run(builder, data, folds, out_dir, run_folds,
-                      lambda fold: fold_split(folds, fold)[1], **options)
+                      lambda fold: fold_split(folds, fold)[1], seed=seed,
+                      **options)
 
 
 def small_data(
@@ -165,7 +168,9 @@ def small_data(
 
     Up to `x` images per class form `n_folds` folds; each run trains on
     all folds but one and tests on that fold plus every image above `x`
-    (the shared test set). The report pools the runs like `cross_validate`.
+    (the shared test set). The report pools the runs like `cross_validate`
+    (so an image of the shared test set counts once per run) and holds
+    `max_per_class`.
 
     Returns:
         The pooled report (see `cross_validate`).
@@ -176,7 +181,6 @@ def small_data(
     def test_of(fold):
         return np.concatenate([fold_split(folds, fold)[1], rest])
 
-    report = _folds_run(builder, data, folds, out_dir, run_folds, test_of,
-                        **options)
-    report["max_per_class"] = max_per_class
-    return report
+    return _folds_run(builder, data, folds, out_dir, run_folds, test_of,
+                      extra={"max_per_class": max_per_class}, seed=seed,
+                      **options)

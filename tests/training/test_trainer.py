@@ -1,0 +1,73 @@
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+from keras_parcaps.data import synthetic_cells
+from keras_parcaps.training import compile_for_training, train
+from keras_parcaps.training.builders import BUILDERS, get_builder
+from tests.training.tiny_models import tiny_capsnet
+
+
+def _log_epochs(out_dir):
+    with open(out_dir / "log.csv") as file:
+        return [int(row["epoch"]) for row in csv.DictReader(file)]
+
+
+def test_train_writes_checkpoints_log_and_resumes(tmp_path):
+    data = synthetic_cells(counts=4, image_size=24, seed=0)
+    model = tiny_capsnet((24, 24, 3), data.num_classes)
+    history = train(model, data, tmp_path, val_data=data.subset([0, 5, 9]),
+                    epochs=2, steps_per_epoch=3, verbose=0)
+    assert int(model.optimizer.iterations) == 6
+    assert isinstance(model.optimizer, keras.optimizers.Nadam)
+    assert len(history.history["loss"]) == 2
+    assert {"acc", "wacc", "val_acc", "val_wacc"} <= set(history.history)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "epoch_001.weights.h5", "epoch_002.weights.h5"]
+    assert _log_epochs(tmp_path) == [0, 1]
+    assert (tmp_path / "model.keras").is_file()
+    # A finished run resumes to its end: nothing more is trained.
+    again = tiny_capsnet((24, 24, 3), data.num_classes)
+    train(again, data, tmp_path, epochs=2, steps_per_epoch=3, verbose=0)
+    assert int(again.optimizer.iterations) == 6
+    for a, b in zip(model.weights, again.weights, strict=True):
+        assert np.allclose(keras.ops.convert_to_numpy(a),
+                           keras.ops.convert_to_numpy(b))
+    # Asking for more epochs continues from the last one.
+    train(again, data, tmp_path, epochs=3, steps_per_epoch=3, verbose=0)
+    assert int(again.optimizer.iterations) == 9
+    assert _log_epochs(tmp_path) == [0, 1, 2]
+
+
+def test_shuffled_batches_option(tmp_path):
+    data = synthetic_cells(counts=3, image_size=24, seed=1)
+    model = tiny_capsnet((24, 24, 3), data.num_classes)
+    train(model, data, tmp_path, epochs=1, steps_per_epoch=2, batch_size=4,
+          augment=False, verbose=0)
+    assert int(model.optimizer.iterations) == 2
+
+
+def test_uncompiled_model_is_refused():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="compile it first"):
+        compile_for_training(model, 2)
+
+
+def test_builder_registry():
+    build = get_builder(tiny_capsnet)
+    model = build((24, 24, 3), 3)
+    assert model.output_shape == (None, 3)
+    by_path = get_builder("tests.training.tiny_models:tiny_capsnet")
+    assert by_path((24, 24, 3), 2).output_shape == (None, 2)
+    assert set(BUILDERS) >= {"parallel_dr", "dr", "em", "resnext50"}
+    with pytest.raises(ValueError, match="Available here: .*sabour"):
+        get_builder("no_such_model")
+
+    def strict(input_shape, num_classes, depth=1):
+        return (input_shape, num_classes, depth)
+
+    with pytest.warns(UserWarning, match="n_branches"):
+        build = get_builder(strict, depth=2, n_branches=3)
+    assert build([8, 8, 3], 4) == ((8, 8, 3), 4, 2)
