@@ -5,7 +5,26 @@ Runs unchanged on the TensorFlow, JAX and PyTorch backends. Implements
 (Vigueras-Guillen et al., MICCAI 2021).
 """
 
-from keras_parcaps import layers, losses, models, ops
+from keras_parcaps import (
+    data,
+    evaluation,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    training,
+)
 from keras_parcaps.version import __version__
 
-__all__ = ["__version__", "layers", "losses", "models", "ops"]
+__all__ = [
+    "__version__",
+    "data",
+    "evaluation",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "ops",
+    "training",
+]
