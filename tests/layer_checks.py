@@ -14,6 +14,16 @@ import numpy as np
 from tests.backend_utils import gradients
 
 
+class _InputShift(keras.layers.Layer):
+    """Adds a trainable zero offset, so its gradient is the input gradient."""
+
+    def build(self, input_shape):
+        self.shift = self.add_weight(shape=input_shape[1:], initializer="zeros")
+
+    def call(self, inputs):
+        return inputs + self.shift
+
+
 def _model(layer, input_shape):
     inputs = keras.Input(shape=input_shape[1:])
     return keras.Model(inputs, layer(inputs))
@@ -40,6 +50,7 @@ def run_layer_checks(
     """
     rng = np.random.default_rng(0)
     if input_fn is None:
+
         def input_fn(batch):
             return rng.normal(size=(batch, *input_shape[1:])).astype("float32")
 
@@ -71,10 +82,12 @@ def run_layer_checks(
         loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
     )
 
-    # Finite gradients at an all-zero input.
+    # Finite gradients, for the weights and the input, at an all-zero input.
+    inputs = keras.Input(shape=input_shape[1:])
+    shifted = keras.Model(inputs, layer(_InputShift()(inputs)))
     zeros = np.zeros_like(x)
-    grads = gradients(model, zeros, lambda y: keras.ops.sum(keras.ops.square(y)))
-    for weight, grad in zip(model.trainable_weights, grads):
+    grads = gradients(shifted, zeros, lambda y: keras.ops.sum(keras.ops.square(y)))
+    for weight, grad in zip(shifted.trainable_weights, grads):
         assert np.all(np.isfinite(grad)), f"non-finite gradient for {weight.path}"
 
     # One fit step moves the weights.

@@ -11,7 +11,9 @@ import pytest
 from tests import portability_cases
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OTHER_BACKENDS = [b for b in ("tensorflow", "jax", "torch") if b != keras.backend.backend()]
+OTHER_BACKENDS = [
+    b for b in ("tensorflow", "jax", "torch") if b != keras.backend.backend()
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,11 @@ def test_saved_models_load_on_other_backend(saved, backend):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
         [sys.executable, "-m", "tests.portability_cases", str(saved)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     errors = json.loads(result.stdout.strip().splitlines()[-1])

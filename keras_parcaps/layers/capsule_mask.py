@@ -46,5 +46,5 @@ class CapsuleMask(keras.layers.Layer):
         mask = ops.expand_dims(ops.cast(labels, inputs.dtype), axis=-1)
         return ops.reshape(inputs * mask, (-1, num_capsules * inputs.shape[-1]))
 
-    def compute_output_shape(self, input_shape, labels_shape=None):
-        return (input_shape[0], input_shape[-2] * input_shape[-1])
+    def compute_output_shape(self, inputs_shape, labels_shape=None):
+        return (inputs_shape[0], inputs_shape[-2] * inputs_shape[-1])

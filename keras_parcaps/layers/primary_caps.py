@@ -146,4 +146,3 @@ class PrimaryCaps(keras.layers.Layer):
             }
         )
         return config
-

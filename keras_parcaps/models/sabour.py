@@ -117,8 +117,9 @@ class SabourCapsNet(keras.Model):
         capsules = self._capsules(images)
         if self.decoder is not None:
             reconstructions = self.decoder(self.mask(capsules, labels))
-            errors = ops.square(ops.reshape(images, (-1, reconstructions.shape[-1]))
-                                - reconstructions)
+            errors = ops.square(
+                ops.reshape(images, (-1, reconstructions.shape[-1])) - reconstructions
+            )
             self.add_loss(
                 self.reconstruction_weight * ops.mean(ops.sum(errors, axis=-1))
             )

@@ -23,8 +23,12 @@ from tests.ops.test_routing import numpy_procedure_1
             (None, 1, 8),
         ),
         (
-            {"num_capsules": 2, "capsule_dim": 3, "stop_gradient": True,
-             "routing_iterations": 2},
+            {
+                "num_capsules": 2,
+                "capsule_dim": 3,
+                "stop_gradient": True,
+                "routing_iterations": 2,
+            },
             (None, 6, 4),
             (None, 2, 3),
         ),
@@ -56,7 +60,9 @@ def test_matches_numpy_procedure_1(rng, share_weights, num_capsules):
     kernel = rng.normal(size=layer.kernel.shape).astype("float32") * 0.5
     layer.kernel.assign(kernel)
     got = ops.convert_to_numpy(layer(u))
-    expected, _ = numpy_procedure_1(_numpy_votes(u.astype("float64"), kernel, share_weights), 3)
+    expected, _ = numpy_procedure_1(
+        _numpy_votes(u.astype("float64"), kernel, share_weights), 3
+    )
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert np.all(np.linalg.norm(got, axis=-1) < 1)
 
@@ -80,10 +86,18 @@ def test_default_init_is_small_normal():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_capsules": 0, "capsule_dim": 4}, "num_capsules.*Received: num_capsules=0"),
-        ({"num_capsules": 2, "capsule_dim": -1}, "capsule_dim.*Received: capsule_dim=-1"),
-        ({"num_capsules": 2, "capsule_dim": 4, "routing_iterations": 0},
-         "routing_iterations.*Received: routing_iterations=0"),
+        (
+            {"num_capsules": 0, "capsule_dim": 4},
+            "num_capsules.*Received: num_capsules=0",
+        ),
+        (
+            {"num_capsules": 2, "capsule_dim": -1},
+            "capsule_dim.*Received: capsule_dim=-1",
+        ),
+        (
+            {"num_capsules": 2, "capsule_dim": 4, "routing_iterations": 0},
+            "routing_iterations.*Received: routing_iterations=0",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -49,7 +49,8 @@ def test_squash_is_safe_at_zero_and_huge():
 def test_safe_norm(rng):
     x = rng.normal(size=(3, 7)).astype("float32")
     np.testing.assert_allclose(
-        ops.convert_to_numpy(safe_norm(x, epsilon=0.0)), np.linalg.norm(x, axis=-1),
+        ops.convert_to_numpy(safe_norm(x, epsilon=0.0)),
+        np.linalg.norm(x, axis=-1),
         rtol=1e-5,
     )
     assert ops.convert_to_numpy(safe_norm(x, axis=0, keepdims=True)).shape == (1, 7)

@@ -70,5 +70,7 @@ def test_routing_is_float32_under_half_inputs(rng):
 
 
 def test_bad_iterations():
-    with pytest.raises(ValueError, match="routing_iterations.*Received: routing_iterations=0"):
+    with pytest.raises(
+        ValueError, match="routing_iterations.*Received: routing_iterations=0"
+    ):
         dynamic_routing(np.zeros((1, 2, 2, 2), "float32"), 0)
