@@ -1,5 +1,21 @@
 """Training: iteration epochs, checkpoints, resume, CV and small-data runs."""
 
+from keras_parcaps.training import builders, experiments
+from keras_parcaps.training.builders import get_builder
+from keras_parcaps.training.experiments import (
+    cross_validate,
+    small_data,
+    train_and_evaluate,
+)
 from keras_parcaps.training.trainer import compile_for_training, train
 
-__all__ = ["compile_for_training", "train"]
+__all__ = [
+    "builders",
+    "compile_for_training",
+    "cross_validate",
+    "experiments",
+    "get_builder",
+    "small_data",
+    "train",
+    "train_and_evaluate",
+]
