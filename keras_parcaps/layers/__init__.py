@@ -3,6 +3,17 @@
 from keras_parcaps.layers.capsule_length import CapsuleLength
 from keras_parcaps.layers.capsule_mask import CapsuleMask
 from keras_parcaps.layers.dr_caps import DRCaps
+from keras_parcaps.layers.group_conv2d import GroupConv2D
+from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
+from keras_parcaps.layers.resnext_block import ResNeXtBlock
 
-__all__ = ["CapsuleLength", "CapsuleMask", "DRCaps", "PrimaryCaps"]
+__all__ = [
+    "CapsuleLength",
+    "CapsuleMask",
+    "DRCaps",
+    "GroupConv2D",
+    "ParallelBranch",
+    "PrimaryCaps",
+    "ResNeXtBlock",
+]

@@ -1,0 +1,91 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_parcaps.layers.resnext_block import ResNeXtBlock
+from tests.layer_checks import run_layer_checks
+from tests.layers.test_group_conv2d import numpy_group_conv
+
+
+def _randomize(block, rng):
+    for weight in block.weights:
+        values = rng.normal(size=weight.shape)
+        if "variance" in weight.path:
+            values = rng.uniform(0.5, 2.0, size=weight.shape)
+        weight.assign(values.astype("float32"))
+
+
+def _np_norm(x, norm):
+    gamma, beta, mean, variance = (
+        keras.ops.convert_to_numpy(w)
+        for w in (norm.gamma, norm.beta, norm.moving_mean, norm.moving_variance)
+    )
+    return gamma * (x - mean) / np.sqrt(variance + norm.epsilon) + beta
+
+
+def _np_block(block, x, stride):
+    """The block in inference mode, from numpy convolutions."""
+    def kernel(layer):
+        return keras.ops.convert_to_numpy(layer.kernel)
+
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    h = relu(_np_norm(np.einsum("bhwc,co->bhwo", x, kernel(block.reduce)[0, 0]),
+                      block.reduce_norm))
+    h = numpy_group_conv(h, kernel(block.grouped), 0.0, block.cardinality,
+                         stride, "same")
+    h = relu(_np_norm(h, block.grouped_norm))
+    h = _np_norm(np.einsum("bhwc,co->bhwo", h, kernel(block.expand)[0, 0]),
+                 block.expand_norm)
+    shortcut = x
+    if block.shortcut is not None:
+        shortcut = _np_norm(
+            np.einsum("bhwc,co->bhwo", x[:, ::stride, ::stride],
+                      kernel(block.shortcut)[0, 0]),
+            block.shortcut_norm,
+        )
+    return relu(h + shortcut)
+
+
+@pytest.mark.parametrize("stride,channels", [(2, 4), (1, 16)])
+def test_matches_numpy_in_inference(rng, stride, channels):
+    x = rng.normal(size=(2, 5, 6, channels)).astype("float32")
+    block = ResNeXtBlock([8, 8, 16], cardinality=4, kernel_size=3, strides=stride)
+    block.build(x.shape)
+    assert (block.shortcut is None) == (stride == 1 and channels == 16)
+    _randomize(block, rng)
+    out = keras.ops.convert_to_numpy(block(x, training=False))
+    np.testing.assert_allclose(out, _np_block(block, x, stride), atol=1e-3, rtol=1e-4)
+
+
+def test_parameter_count():
+    # [256, 256, 512], cardinality 64, 7x7: the paper's branch block.
+    block = ResNeXtBlock([256, 256, 512], cardinality=64, kernel_size=7, strides=2)
+    block.build((None, 50, 50, 256))
+    convs = 256 * 256 + 7 * 7 * 4 * 256 + 256 * 512 + 256 * 512
+    norms = 4 * (256 + 256 + 512 + 512)
+    assert block.count_params() == convs + norms
+    assert block.compute_output_shape((None, 50, 50, 256)) == (None, 25, 25, 512)
+
+
+def test_layer_checks():
+    run_layer_checks(
+        ResNeXtBlock,
+        dict(filters=[4, 4, 8], cardinality=2, kernel_size=3, strides=2),
+        input_shape=(None, 5, 5, 3),
+        expected_output_shape=(None, 3, 3, 8),
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(filters=[4, 8], cardinality=2), "filters"),
+        (dict(filters=[4, 4, 0], cardinality=2), "filters"),
+        (dict(filters=[4, 6, 8], cardinality=4), "cardinality"),
+        (dict(filters=[4, 4, 8], cardinality=0), "cardinality"),
+        (dict(filters=[4, 4, 8], cardinality=2, strides=0), "strides"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ResNeXtBlock(**kwargs)
