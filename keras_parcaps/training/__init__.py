@@ -2,6 +2,10 @@
 
 from keras_parcaps.training import builders, experiments
 from keras_parcaps.training.builders import get_builder
+from keras_parcaps.training.distribution_backend import (
+    data_parallel,
+    replica_batch_multiple,
+)
 from keras_parcaps.training.experiments import (
     cross_validate,
     small_data,
@@ -13,8 +17,10 @@ __all__ = [
     "builders",
     "compile_for_training",
     "cross_validate",
+    "data_parallel",
     "experiments",
     "get_builder",
+    "replica_batch_multiple",
     "small_data",
     "train",
     "train_and_evaluate",
