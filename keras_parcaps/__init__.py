@@ -6,6 +6,7 @@ Runs unchanged on the TensorFlow, JAX and PyTorch backends. Implements
 """
 
 from keras_parcaps import (
+    callbacks,
     data,
     evaluation,
     layers,
@@ -19,6 +20,7 @@ from keras_parcaps.version import __version__
 
 __all__ = [
     "__version__",
+    "callbacks",
     "data",
     "evaluation",
     "layers",

@@ -1,6 +1,20 @@
 """Capsule operations and routing algorithms (`keras.ops` only)."""
 
 from keras_parcaps.ops.capsule_ops import safe_norm, squash
+from keras_parcaps.ops.em_routing import (
+    em_e_step,
+    em_m_step,
+    em_routing,
+    inverse_temperatures,
+)
 from keras_parcaps.ops.routing import dynamic_routing
 
-__all__ = ["dynamic_routing", "safe_norm", "squash"]
+__all__ = [
+    "dynamic_routing",
+    "em_e_step",
+    "em_m_step",
+    "em_routing",
+    "inverse_temperatures",
+    "safe_norm",
+    "squash",
+]

@@ -1,0 +1,269 @@
+"""The `EMConvCaps` layer: convolutional matrix capsules with EM routing."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_parcaps._checks import check_choice, check_positive_int, pose_side
+from keras_parcaps.ops.em_routing import em_routing
+
+
+def matrix_capsule_side(input_shape, layer_name: str) -> int:
+    """`P` of the `(batch, ..., capsules, P*P + 1)` matrix capsules given."""
+    size = input_shape[-1]
+    if size is None or size < 2:
+        raise ValueError(
+            f"`{layer_name}` expects matrix capsules with P*P + 1 values "
+            f"(pose, then activation). Received: input_shape={input_shape}"
+        )
+    try:
+        return pose_side(size - 1, name="capsule_size")
+    except ValueError as error:
+        raise ValueError(
+            f"`{layer_name}` expects matrix capsules whose pose has a square "
+            f"number of entries (9, 16, 25 -> P = 3, 4, 5). "
+            f"Received: input_shape={input_shape} (pose size {size - 1})"
+        ) from error
+
+
+def check_grid_input(input_shape, layer_name: str) -> None:
+    if len(input_shape) != 5 or any(d is None for d in input_shape[1:]):
+        raise ValueError(
+            f"`{layer_name}` expects matrix capsules of shape (batch, height, "
+            "width, capsules, P*P + 1) with every dimension but the batch "
+            f"known. Received: input_shape={input_shape}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_parcaps")
+class EMConvCaps(keras.layers.Layer):
+    """Convolutional matrix capsules with EM routing (Hinton et al. 2018).
+
+    Every output capsule sees a `kernel_size x kernel_size` window of the
+    input grid. Each input capsule `i` in the window votes for output type
+    `j` with `V_ij = M_i W_kij`, its `P x P` pose times one `P x P`
+    transformation per (window offset `k`, input type, output type), shared
+    over the grid. The votes of each window are routed to the
+    `num_capsules` output types of its position by `kp.ops.em_routing`: the
+    inverse temperature ramps as `final_lambda * (1 - 0.95 ** (i + 1))`,
+    `beta_a` and `beta_u` are learned per output type, the E-step runs in log
+    space, the variance carries an epsilon, and no gradient is stopped. The
+    assignments of an input are normalised over the output types of each
+    window it lies in (each window is its own routing problem); with a
+    single output type, as in the parallel-CapsNet paper's Mid-Caps, every
+    assignment is 1.
+
+    Windows are cut by strided slicing, once per kernel offset (`K * K`
+    slices, no loop over positions), and stacked. The largest intermediates
+    are the votes and the routing temporaries of their shape,
+    `batch x out_h x out_w x K*K*in_types x num_capsules x P*P` float32; the
+    stacked windows are `K*K` times the input, `batch x out_h x out_w x
+    K*K*in_types x (P*P + 1)`. Routing runs in float32 under mixed
+    precision; the output is cast back to the compute dtype.
+
+    Args:
+        num_capsules: Number of output capsule types, at least 1.
+        kernel_size: Side `K` of the square window, at least 1.
+        strides: Stride of the window, at least 1.
+        padding: `"valid"` or `"same"` (zero capsules, whose activation 0
+            gives them no say in routing).
+        routing_iterations: Number of EM iterations, at least 1. Default 3.
+        final_lambda: Limit of the inverse-temperature schedule.
+            Default 0.01.
+        epsilon: Added to the variances. Default 1e-6.
+        kernel_initializer: Initializer of the transformations. The default,
+            `None`, is a normal distribution with standard deviation
+            `1 / sqrt(P)`, so that a vote (a sum of `P` products) keeps the
+            scale of the pose: smaller weights shrink every vote variance
+            and saturate the activations at the start of training.
+        kernel_regularizer: Optional regularizer of the transformations.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Input shape:
+        `(batch, height, width, in_types, P*P + 1)` with `P*P` in 9, 16, 25,
+        ...: the row-major pose, then the activation.
+
+    Output shape:
+        `(batch, out_height, out_width, num_capsules, P*P + 1)`.
+
+    Example:
+
+    >>> x = keras.random.uniform((2, 7, 7, 8, 17))
+    >>> y = EMConvCaps(num_capsules=4, kernel_size=3, strides=2)(x)
+    >>> tuple(y.shape)
+    (2, 3, 3, 4, 17)
+
+    Reference:
+        - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
+        - [Gritzman, 2019](https://arxiv.org/abs/1907.00652)
+    """
+
+    def __init__(
+        self,
+        num_capsules: int,
+        kernel_size: int = 3,
+        strides: int = 1,
+        padding: str = "valid",
+        routing_iterations: int = 3,
+        final_lambda: float = 0.01,
+        epsilon: float = 1e-6,
+        kernel_initializer=None,
+        kernel_regularizer=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_positive_int("num_capsules", num_capsules)
+        check_positive_int("kernel_size", kernel_size)
+        check_positive_int("strides", strides)
+        check_choice("padding", padding, ("valid", "same"))
+        check_positive_int("routing_iterations", routing_iterations)
+        if not final_lambda > 0:
+            raise ValueError(
+                f"`final_lambda` must be > 0. Received: final_lambda={final_lambda}"
+            )
+        if not epsilon > 0:
+            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
+        self.num_capsules = num_capsules
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.padding = padding
+        self.routing_iterations = routing_iterations
+        self.final_lambda = float(final_lambda)
+        self.epsilon = float(epsilon)
+        self.kernel_initializer = (
+            None
+            if kernel_initializer is None
+            else keras.initializers.get(kernel_initializer)
+        )
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def _output_size(self, size: int) -> int:
+        if self.padding == "same":
+            return -(-size // self.strides)
+        return (size - self.kernel_size) // self.strides + 1
+
+    def build(self, input_shape):
+        check_grid_input(input_shape, "EMConvCaps")
+        side = matrix_capsule_side(input_shape, "EMConvCaps")
+        height, width = input_shape[1], input_shape[2]
+        if self.padding == "valid" and self.kernel_size > min(height, width):
+            raise ValueError(
+                f"`kernel_size` ({self.kernel_size}) is larger than the input "
+                f"grid ({height}x{width}) with padding='valid'. "
+                f"Received: input_shape={input_shape}"
+            )
+        initializer = self.kernel_initializer or keras.initializers.RandomNormal(
+            stddev=1.0 / math.sqrt(side)
+        )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(
+                self.kernel_size * self.kernel_size,
+                input_shape[3],
+                self.num_capsules,
+                side,
+                side,
+            ),
+            initializer=initializer,
+            regularizer=self.kernel_regularizer,
+            # Routing is float32: read the weights without the float16 cast.
+            autocast=False,
+        )
+        self.beta_a = self.add_weight(
+            name="beta_a",
+            shape=(self.num_capsules,),
+            initializer="zeros",
+            autocast=False,
+        )
+        self.beta_u = self.add_weight(
+            name="beta_u",
+            shape=(self.num_capsules,),
+            initializer="zeros",
+            autocast=False,
+        )
+
+    def _windows(self, inputs):
+        """`(batch, out_h, out_w, K*K, in_types, P*P + 1)` by strided slicing."""
+        height, width = inputs.shape[1], inputs.shape[2]
+        out_h, out_w = self._output_size(height), self._output_size(width)
+        k, s = self.kernel_size, self.strides
+        if self.padding == "same":
+            pad_h = max((out_h - 1) * s + k - height, 0)
+            pad_w = max((out_w - 1) * s + k - width, 0)
+            inputs = ops.pad(
+                inputs,
+                [
+                    (0, 0),
+                    (pad_h // 2, pad_h - pad_h // 2),
+                    (pad_w // 2, pad_w - pad_w // 2),
+                    (0, 0),
+                    (0, 0),
+                ],
+            )
+        span_h, span_w = (out_h - 1) * s + 1, (out_w - 1) * s + 1
+        slices = [
+            inputs[:, dy : dy + span_h : s, dx : dx + span_w : s]
+            for dy in range(k)
+            for dx in range(k)
+        ]
+        return ops.stack(slices, axis=3)
+
+    def call(self, inputs):
+        inputs = ops.cast(inputs, "float32")
+        windows = self._windows(inputs)
+        _, out_h, out_w, offsets, in_types, size = windows.shape
+        side = math.isqrt(size - 1)
+        poses = ops.reshape(
+            windows[..., :-1], (-1, out_h, out_w, offsets, in_types, side, side)
+        )
+        activations = ops.reshape(
+            windows[..., -1], (-1, out_h, out_w, offsets * in_types)
+        )
+        kernel = ops.cast(self.kernel, "float32")
+        votes = ops.einsum("bhwkipq,kicqr->bhwkicpr", poses, kernel)
+        votes = ops.reshape(
+            votes,
+            (-1, out_h, out_w, offsets * in_types, self.num_capsules, side * side),
+        )
+        poses, activations = em_routing(
+            votes,
+            activations,
+            self.beta_a,
+            self.beta_u,
+            routing_iterations=self.routing_iterations,
+            final_lambda=self.final_lambda,
+            epsilon=self.epsilon,
+        )
+        outputs = ops.concatenate([poses, ops.expand_dims(activations, -1)], axis=-1)
+        return ops.cast(outputs, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (
+            input_shape[0],
+            self._output_size(input_shape[1]),
+            self._output_size(input_shape[2]),
+            self.num_capsules,
+            input_shape[-1],
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_capsules": self.num_capsules,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "routing_iterations": self.routing_iterations,
+                "final_lambda": self.final_lambda,
+                "epsilon": self.epsilon,
+                "kernel_initializer": None
+                if self.kernel_initializer is None
+                else keras.initializers.serialize(self.kernel_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
+            }
+        )
+        return config

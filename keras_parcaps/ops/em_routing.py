@@ -1,0 +1,247 @@
+"""EM routing between matrix capsules (Hinton et al. 2018), usable outside layers.
+
+Every function takes votes `(batch, ..., n_in, n_out, D)`: the leading axes
+(batch, output grid positions) are independent routing problems, folded
+into one axis so that every heavy step is a batched contraction. Everything
+runs in float32 whatever the input dtype, and the outputs are float32.
+
+The cost of an output capsule follows Hinton et al. with three numerically
+motivated choices. From Gritzman (2019): the variance (never the standard
+deviation) carries an `epsilon`, and the sum of assignments is divided by the
+mean share of an output capsule, `n_in / n_out`, and multiplied by 100, so
+that the inverse temperature `final_lambda = 0.01` gives sigmoid arguments of
+order one whatever the number of inputs. Ours: the log-variance is measured
+relative to the mean squared vote of the routing problem, so that the
+activations do not depend on the scale of the poses (see `em_m_step`).
+The largest intermediates are a few float32 tensors of the votes' size.
+"""
+
+import math
+
+from keras import ops
+
+# Gritzman's layer norm factor: with final_lambda = 0.01, lambda * 100 ~ 1.
+COST_SCALE = 100.0
+
+
+def inverse_temperatures(routing_iterations: int, final_lambda: float = 0.01):
+    """The schedule `lambda_i = final_lambda * (1 - 0.95 ** (i + 1))`.
+
+    Args:
+        routing_iterations: Number of EM iterations.
+        final_lambda: Limit of the schedule. Default 0.01.
+
+    Returns:
+        A list of `routing_iterations` Python floats.
+
+    Example:
+
+    >>> [round(x, 6) for x in inverse_temperatures(2)]
+    [0.0005, 0.000975]
+    """
+    return [final_lambda * (1.0 - 0.95 ** (i + 1)) for i in range(routing_iterations)]
+
+
+def _flatten(votes):
+    """Votes as `(problems, n_in, n_out, D)`; `problems` folds leading axes."""
+    return ops.reshape(ops.cast(votes, "float32"), (-1, *votes.shape[-3:]))
+
+
+def _m_step(votes, activations, assignments, beta_a, beta_u, scale, lam, eps):
+    """M-step on flat `(n, i, j, d)` votes; also returns `(V - mu)^2`."""
+    n_in, n_out = votes.shape[1], votes.shape[2]
+    weighted = assignments * ops.expand_dims(activations, -1)
+    total = ops.sum(weighted, axis=1)
+    coeff = weighted / (ops.expand_dims(total, 1) + eps)
+    mean = ops.einsum("nij,nijd->njd", coeff, votes)
+    squares = ops.square(votes - ops.expand_dims(mean, 1))
+    variance = ops.einsum("nij,nijd->njd", coeff, squares) + eps
+    share = total * (COST_SCALE * n_out / n_in)
+    log_ratio = ops.log(variance) - ops.expand_dims(ops.log(scale), 1)
+    beta_u = ops.expand_dims(ops.cast(beta_u, "float32"), -1)
+    cost = ops.sum(beta_u + 0.5 * log_ratio, axis=-1) * share
+    logits = lam * (ops.cast(beta_a, "float32") - cost)
+    return mean, variance, logits, squares
+
+
+def _e_step(squares, variance, logits):
+    """E-step on flat tensors, from the squared deviations `(V - mu)^2`."""
+    if logits.shape[-1] == 1:
+        return ops.ones_like(squares[..., 0])
+    distance = ops.einsum("nijd,njd->nij", squares, 0.5 / variance)
+    log_norm = 0.5 * ops.sum(ops.log(2.0 * math.pi * variance), axis=-1)
+    log_r = ops.expand_dims(ops.log_sigmoid(logits) - log_norm, 1) - distance
+    return ops.softmax(log_r, axis=-1)
+
+
+def _scale(votes, eps):
+    """The mean squared vote per pose entry of each problem, `(n, D)`."""
+    return ops.mean(ops.square(votes), axis=(1, 2)) + eps
+
+
+def em_m_step(
+    votes,
+    activations,
+    assignments,
+    beta_a,
+    beta_u,
+    inverse_temperature: float,
+    epsilon: float = 1e-6,
+):
+    """One M-step: Gaussian of every output capsule and its activation.
+
+    With `r_ij = R_ij a_i`:
+    `mu_j = sum_i r_ij V_ij / (sum_i r_ij + epsilon)`,
+    `var_j = sum_i r_ij (V_ij - mu_j)^2 / (sum_i r_ij + epsilon) + epsilon`,
+    `cost_j = s_j * sum_h (beta_u_j + log(var_jh / q_h) / 2)` with the share
+    `s_j = COST_SCALE * sum_i r_ij * n_out / n_in` and the vote scale
+    `q_h = mean_ij V_ijh^2 + epsilon`, and
+    `a_j = sigmoid(lambda * (beta_a_j - cost_j))`.
+
+    Hinton et al.'s cost uses `log(sigma_h)`; measuring the variance
+    relative to `q_h` makes the activations invariant to the scale of the
+    poses. Without it the activations depend on the absolute scale of the
+    votes, and at a random initialisation (pose entries of about 0.01) every
+    sigmoid saturates at 1 and a network cannot start to learn.
+
+    Args:
+        votes: `(..., n_in, n_out, D)`.
+        activations: Input activations `(..., n_in)` in `[0, 1]`.
+        assignments: `R`, `(..., n_in, n_out)`.
+        beta_a: Activation bias per output type, `(n_out,)`.
+        beta_u: Cost bias per output type, `(n_out,)`.
+        inverse_temperature: `lambda`.
+        epsilon: Added to variances, vote scales and assignment sums.
+
+    Returns:
+        `(mean, variance, logits)`: the mean and variance `(..., n_out, D)`
+        and the pre-sigmoid activations `(..., n_out)` (the activations are
+        `sigmoid(logits)`; the E-step uses the logits to stay in log space).
+    """
+    lead = votes.shape[:-3]
+    flat = _flatten(votes)
+    mean, variance, logits, _ = _m_step(
+        flat,
+        ops.reshape(ops.cast(activations, "float32"), (-1, flat.shape[1])),
+        ops.reshape(ops.cast(assignments, "float32"), (-1, *flat.shape[1:3])),
+        beta_a,
+        beta_u,
+        _scale(flat, epsilon),
+        inverse_temperature,
+        epsilon,
+    )
+    return (
+        ops.reshape(mean, (-1, *lead[1:], *mean.shape[1:])),
+        ops.reshape(variance, (-1, *lead[1:], *variance.shape[1:])),
+        ops.reshape(logits, (-1, *lead[1:], logits.shape[1])),
+    )
+
+
+def em_e_step(votes, mean, variance, logits):
+    """One E-step in log space: new assignments of inputs to outputs.
+
+    `R_ij = softmax_j(log a_j + log N(V_ij; mu_j, var_j))`, with
+    `log a_j = log_sigmoid(logits_j)`, so that no probability is ever
+    exponentiated before it is normalised.
+
+    Args:
+        votes: `(..., n_in, n_out, D)`.
+        mean: `(..., n_out, D)`.
+        variance: `(..., n_out, D)`, positive.
+        logits: Pre-sigmoid output activations `(..., n_out)`.
+
+    Returns:
+        The assignments `R`, `(..., n_in, n_out)`, summing to 1 over outputs.
+    """
+    lead = votes.shape[:-3]
+    flat = _flatten(votes)
+    mean = ops.reshape(ops.cast(mean, "float32"), (-1, *flat.shape[2:]))
+    variance = ops.reshape(ops.cast(variance, "float32"), (-1, *flat.shape[2:]))
+    logits = ops.reshape(ops.cast(logits, "float32"), (-1, flat.shape[2]))
+    squares = ops.square(flat - ops.expand_dims(mean, 1))
+    assignments = _e_step(squares, variance, logits)
+    return ops.reshape(assignments, (-1, *lead[1:], *flat.shape[1:3]))
+
+
+def em_routing(
+    votes,
+    activations,
+    beta_a,
+    beta_u,
+    routing_iterations: int = 3,
+    final_lambda: float = 0.01,
+    epsilon: float = 1e-6,
+    return_assignments: bool = False,
+):
+    """EM routing (Hinton et al. 2018, Procedure 1).
+
+    The assignments start uniform (`1 / n_out`); each iteration `i` runs an
+    M-step with inverse temperature
+    `lambda_i = final_lambda * (1 - 0.95 ** (i + 1))`, and every iteration
+    but the last is followed by an E-step. No gradient is stopped.
+
+    Args:
+        votes: Votes `V_ij` of the inputs for the outputs,
+            `(..., n_in, n_out, D)`.
+        activations: Input activations `(..., n_in)`.
+        beta_a: Activation bias per output type, `(n_out,)`.
+        beta_u: Cost bias per output type, `(n_out,)`.
+        routing_iterations: Number of EM iterations, at least 1. Default 3.
+        final_lambda: Limit of the inverse-temperature schedule.
+            Default 0.01.
+        epsilon: Added to variances and assignment sums. Default 1e-6.
+        return_assignments: If `True`, also return the assignments used by
+            the last M-step.
+
+    Returns:
+        `(mean, out_activations)`: the output poses `(..., n_out, D)` and
+        activations `(..., n_out)`, float32; with `return_assignments`, also
+        `R`, `(..., n_in, n_out)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> votes = np.random.default_rng(0).normal(size=(2, 9, 3, 16))
+    >>> a_in = np.full((2, 9), 0.5)
+    >>> pose, a = em_routing(votes.astype("float32"), a_in.astype("float32"),
+    ...                      np.zeros(3), np.zeros(3))
+    >>> tuple(pose.shape), tuple(a.shape)
+    ((2, 3, 16), (2, 3))
+    """
+    if not isinstance(routing_iterations, int) or routing_iterations < 1:
+        raise ValueError(
+            "`routing_iterations` must be an integer >= 1. "
+            f"Received: routing_iterations={routing_iterations}"
+        )
+    if len(votes.shape) < 4:
+        raise ValueError(
+            "`votes` must be (batch, ..., n_in, n_out, D). "
+            f"Received: votes.shape={tuple(votes.shape)}"
+        )
+    lead = votes.shape[:-3]
+    votes = _flatten(votes)
+    n_in, n_out = votes.shape[1], votes.shape[2]
+    activations = ops.reshape(ops.cast(activations, "float32"), (-1, n_in))
+    scale = _scale(votes, epsilon)
+    assignments = ops.ones_like(votes[..., 0]) / n_out
+    lambdas = inverse_temperatures(routing_iterations, final_lambda)
+    for i, inverse_temperature in enumerate(lambdas):
+        mean, variance, logits, squares = _m_step(
+            votes,
+            activations,
+            assignments,
+            beta_a,
+            beta_u,
+            scale,
+            inverse_temperature,
+            epsilon,
+        )
+        if i < routing_iterations - 1:
+            assignments = _e_step(squares, variance, logits)
+    outputs = (
+        ops.reshape(mean, (-1, *lead[1:], n_out, mean.shape[-1])),
+        ops.reshape(ops.sigmoid(logits), (-1, *lead[1:], n_out)),
+    )
+    if return_assignments:
+        return (*outputs, ops.reshape(assignments, (-1, *lead[1:], n_in, n_out)))
+    return outputs

@@ -1,0 +1,205 @@
+import math
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_parcaps.ops import (
+    em_e_step,
+    em_m_step,
+    em_routing,
+    inverse_temperatures,
+)
+
+SCALE = 100.0  # Gritzman's layer norm factor, as documented in em_routing.
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_m_step(V, a, R, beta_a, beta_u, lam, eps=1e-6):
+    """M-step of one routing problem, V (n_in, n_out, D), written with loops."""
+    n_in, n_out, D = V.shape
+    q = np.array([np.mean(V[:, :, h] ** 2) + eps for h in range(D)])
+    mu, var, logits = np.zeros((n_out, D)), np.zeros((n_out, D)), np.zeros(n_out)
+    for j in range(n_out):
+        r = np.array([R[i, j] * a[i] for i in range(n_in)])
+        total = r.sum()
+        for h in range(D):
+            mu[j, h] = sum(r[i] * V[i, j, h] for i in range(n_in)) / (total + eps)
+            var[j, h] = (
+                sum(r[i] * (V[i, j, h] - mu[j, h]) ** 2 for i in range(n_in))
+                / (total + eps)
+                + eps
+            )
+        cost = sum(
+            (beta_u[j] + 0.5 * math.log(var[j, h] / q[h]))
+            * total
+            * SCALE
+            * n_out
+            / n_in
+            for h in range(D)
+        )
+        logits[j] = lam * (beta_a[j] - cost)
+    return mu, var, logits
+
+
+def numpy_e_step(V, mu, var, logits):
+    n_in, n_out, D = V.shape
+    R = np.zeros((n_in, n_out))
+    for i in range(n_in):
+        log_num = np.zeros(n_out)
+        for j in range(n_out):
+            log_p = sum(
+                -((V[i, j, h] - mu[j, h]) ** 2) / (2 * var[j, h])
+                - 0.5 * math.log(2 * math.pi * var[j, h])
+                for h in range(D)
+            )
+            log_num[j] = math.log(_sigmoid(logits[j])) + log_p
+        p = np.exp(log_num - log_num.max())
+        R[i] = p / p.sum()
+    return R
+
+
+def numpy_em_routing(V, a, beta_a, beta_u, iterations, final_lambda=0.01):
+    """Procedure 1 of Hinton et al. for V (batch, n_in, n_out, D)."""
+    poses, acts = [], []
+    for n in range(V.shape[0]):
+        R = np.full(V.shape[1:3], 1.0 / V.shape[2])
+        for t in range(iterations):
+            lam = final_lambda * (1 - 0.95 ** (t + 1))
+            mu, var, logits = numpy_m_step(V[n], a[n], R, beta_a, beta_u, lam)
+            if t < iterations - 1:
+                R = numpy_e_step(V[n], mu, var, logits)
+        poses.append(mu)
+        acts.append(_sigmoid(logits))
+    return np.stack(poses), np.stack(acts)
+
+
+def _problem(rng, batch=2, n_in=7, n_out=3, dim=4):
+    V = rng.normal(size=(batch, n_in, n_out, dim))
+    a = rng.uniform(size=(batch, n_in))
+    R = rng.dirichlet(np.ones(n_out), size=(batch, n_in))
+    beta_a = rng.normal(size=n_out) * 10
+    beta_u = rng.normal(size=n_out)
+    return V, a, R, beta_a, beta_u
+
+
+def test_inverse_temperature_schedule():
+    np.testing.assert_allclose(
+        inverse_temperatures(3, 0.01), [0.01 * (1 - 0.95**k) for k in (1, 2, 3)]
+    )
+    np.testing.assert_allclose(inverse_temperatures(2, 0.5), [0.025, 0.04875])
+
+
+def test_one_m_step_and_e_step_match_numpy(rng):
+    V, a, R, beta_a, beta_u = _problem(rng)
+    f32 = [x.astype("float32") for x in (V, a, R, beta_a, beta_u)]
+    mu, var, logits = em_m_step(*f32, inverse_temperature=0.3)
+    R_new = em_e_step(f32[0], mu, var, logits)
+    for n in range(V.shape[0]):
+        mu_ref, var_ref, logits_ref = numpy_m_step(
+            V[n], a[n], R[n], beta_a, beta_u, 0.3
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(mu)[n], mu_ref, atol=1e-4, rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(var)[n], var_ref, atol=1e-4, rtol=1e-4
+        )
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(logits)[n], logits_ref, atol=1e-4, rtol=1e-4
+        )
+        R_ref = numpy_e_step(V[n], mu_ref, var_ref, logits_ref)
+        np.testing.assert_allclose(ops.convert_to_numpy(R_new)[n], R_ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_routing_matches_numpy(rng, iterations):
+    V, a, _, beta_a, beta_u = _problem(rng, batch=2, n_in=9, n_out=4, dim=9)
+    pose, act, R = em_routing(
+        V.astype("float32"),
+        a.astype("float32"),
+        beta_a.astype("float32"),
+        beta_u.astype("float32"),
+        routing_iterations=iterations,
+        return_assignments=True,
+    )
+    pose_ref, act_ref = numpy_em_routing(V, a, beta_a, beta_u, iterations)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(pose), pose_ref, atol=1e-4, rtol=1e-4
+    )
+    np.testing.assert_allclose(ops.convert_to_numpy(act), act_ref, atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(R).sum(-1), 1.0, rtol=1e-5)
+
+
+def test_leading_grid_axes_are_independent_problems(rng):
+    V = rng.normal(size=(2, 3, 2, 5, 2, 4)).astype("float32")
+    a = rng.uniform(size=(2, 3, 2, 5)).astype("float32")
+    beta = np.zeros(2, "float32")
+    pose, act = em_routing(V, a, beta, beta)
+    assert tuple(pose.shape) == (2, 3, 2, 2, 4) and tuple(act.shape) == (2, 3, 2, 2)
+    pose_ref, act_ref = numpy_em_routing(
+        V.reshape(12, 5, 2, 4).astype("float64"), a.reshape(12, 5), beta, beta, 3
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(pose).reshape(12, 2, 4), pose_ref, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(act).reshape(12, 2), act_ref, atol=1e-4
+    )
+
+
+def test_single_output_is_activation_weighted_mean(rng):
+    V = rng.normal(size=(2, 6, 1, 4)).astype("float32")
+    a = rng.uniform(size=(2, 6)).astype("float32")
+    pose, _, R = em_routing(V, a, np.zeros(1), np.zeros(1), return_assignments=True)
+    np.testing.assert_allclose(ops.convert_to_numpy(R), 1.0)
+    expected = (a[..., None] * V[:, :, 0]).sum(1) / (a.sum(1)[:, None] + 1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(pose)[:, 0], expected, atol=1e-5)
+
+
+def test_activations_do_not_depend_on_pose_scale(rng):
+    V, a, _, _, _ = _problem(rng, n_in=8, n_out=3, dim=16)
+    beta = np.zeros(3, "float32")
+    acts = [
+        ops.convert_to_numpy(
+            em_routing((V * s).astype("float32"), a.astype("float32"), beta, beta)[1]
+        )
+        for s in (1e-1, 1.0, 1e3)
+    ]
+    np.testing.assert_allclose(acts[0], acts[1], atol=5e-3)
+    np.testing.assert_allclose(acts[2], acts[1], atol=5e-3)
+
+
+@pytest.mark.parametrize(
+    "votes, acts",
+    [
+        (np.zeros((2, 5, 3, 16)), np.ones((2, 5))),
+        (np.ones((2, 5, 3, 16)) * 1e4, np.zeros((2, 5))),
+        (
+            np.random.default_rng(1).normal(size=(2, 5, 3, 16)) * 1e4,
+            np.random.default_rng(2).integers(0, 2, size=(2, 5)),
+        ),
+    ],
+)
+def test_finite_for_extreme_inputs(votes, acts):
+    pose, act, R = em_routing(
+        votes.astype("float32"),
+        acts.astype("float32"),
+        np.zeros(3),
+        np.zeros(3),
+        return_assignments=True,
+    )
+    for x in (pose, act, R):
+        assert np.all(np.isfinite(ops.convert_to_numpy(x)))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="routing_iterations"):
+        em_routing(
+            np.zeros((1, 2, 2, 4)), np.zeros((1, 2)), np.zeros(2), np.zeros(2), 0
+        )
+    with pytest.raises(ValueError, match="votes"):
+        em_routing(np.zeros((2, 2, 4)), np.zeros((2,)), np.zeros(2), np.zeros(2))
