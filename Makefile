@@ -9,12 +9,12 @@ PYTEST_ARGS ?=
 DATA ?=
 DEMO_ARGS ?=
 
-.PHONY: venv test test-backend demo bench lint clean
+.PHONY: venv test demo bench lint docs wheel-check clean
 
 $(VENV)/.installed: pyproject.toml ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c ci/constraints.txt -e ".[tensorflow,jax,torch,tuner,test]"
+	$(PY) -m pip install -q -c ci/constraints.txt -e ".[tensorflow,jax,torch,tuner,test,docs]"
 	touch $@
 
 venv: $(VENV)/.installed
@@ -32,6 +32,12 @@ bench: venv
 	@for backend in $(BACKENDS); do \
 		KERAS_BACKEND=$$backend $(PY) benchmarks/run_all.py; \
 	done
+
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
+wheel-check: venv
+	PY=$(PY) ci/wheel_check.sh
 
 lint: venv
 	$(VENV)/bin/ruff check keras_parcaps tests examples benchmarks

@@ -15,9 +15,6 @@ class CapsuleMask(keras.layers.Layer):
     but the longest at inference. Pass `labels` to mask by label; leave them
     out to mask by the longest capsule.
 
-    Args:
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
-
     Call arguments:
         inputs: Vector capsules `(batch, num_capsules, capsule_dim)`.
         labels: Optional labels, one-hot `(batch, num_capsules)` or integer
