@@ -1,0 +1,266 @@
+"""`ParallelCapsHyperModel`: the paper's branch and capsule-size search space."""
+
+import keras
+
+from keras_parcaps._checks import check_choice, check_positive_int
+from keras_parcaps.tuning._keras_tuner import require_keras_tuner
+
+keras_tuner = require_keras_tuner()
+
+KINDS = ("dr", "em")
+CAPSULE_SIZES = (9, 16, 25)
+CAPSULE_LAYERS = (2, 3, 4)
+# The validation WAcc that `kp.training.compile_for_training` logs, the
+# paper's selection metric.
+OBJECTIVE = "val_wacc"
+# Table 1 of the paper: the parallel networks it chose (capsule size 16,
+# the routing of the original papers).
+PAPER_DEFAULTS = {
+    "dr": {"branches": 12, "capsule_size": 16, "capsule_layers": 3,
+           "routing_iterations": 3},
+    "em": {"branches": 10, "capsule_size": 16, "capsule_layers": 3,
+           "routing_iterations": 3},
+}
+# With 2 capsule layers the branches split the Primary-Caps: DR divides the
+# 256 values of a capsule, EM the 32 capsule types.
+MAX_BRANCHES_2_LAYERS = {"dr": 256, "em": 32}
+
+
+def objective():
+    """`keras_tuner.Objective("val_wacc", "max")`, the paper's selection metric."""
+    return keras_tuner.Objective(OBJECTIVE, direction="max")
+
+
+def _check_range(name: str, value, minimum: int = 1) -> tuple:
+    """`(min, max, step)` from `(min, max)` or `(min, max, step)`."""
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise ValueError(
+            f"`{name}` must be a range `(min, max)` or `(min, max, step)`. "
+            f"Received: {name}={value!r}"
+        )
+    low, high, *step = value
+    for item in (low, high):
+        check_positive_int(name, item, minimum=minimum)
+    if low > high:
+        raise ValueError(
+            f"`{name}` is an inverted range: min must be <= max. "
+            f"Received: {name}={value!r}"
+        )
+    step = step[0] if step else 1
+    check_positive_int(f"{name} step", step)
+    return low, high, step
+
+
+def _check_choices(name: str, value, allowed) -> tuple:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of values from {allowed}. "
+            f"Received: {name}={value!r}"
+        )
+    for item in value:
+        check_choice(name, item, allowed)
+    return tuple(sorted(set(value)))
+
+
+def _default(value, low, high, step=1):
+    """The paper's value when the range holds it, else the nearest value in it."""
+    if value <= low:
+        return low
+    return min(low + round((value - low) / step) * step, high - (high - low) % step)
+
+
+def _nearest(value, choices):
+    return min(choices, key=lambda choice: (abs(choice - value), choice))
+
+
+class ParallelCapsHyperModel(keras_tuner.HyperModel):
+    """Search space over the paper's parallel capsule networks.
+
+    `build(hp)` returns the model of `kp.models.build_parallel_dr` (or
+    `build_parallel_em`), recompiled by `kp.training.compile_for_training`
+    with Nadam, its own loss and the `acc` and `wacc` metrics, so the
+    paper's selection metric is the objective
+    `keras_tuner.Objective("val_wacc", "max")` (see `objective()`). One
+    branch means the non-parallel network (`build_dr` or `build_em` with a
+    single Mid-Cap per Mid-Cap layer, the same architecture); with
+    `parallel=False` the branch count is instead the number of Mid-Caps of
+    the non-parallel network, the other curve of the paper's Fig. 2-B.
+
+    The hyperparameters, every range overridable:
+
+    - `branches`: `Int`, default range 1-16; default value the paper's
+      choice (12 for DR, 10 for EM; Table 1).
+    - `capsule_size`: `Choice` of 9, 16, 25 (pose 3x3, 4x4, 5x5); default 16.
+    - `capsule_layers`: `Choice` of 2, 3, 4; default 3.
+    - `routing_iterations`: `Int`, default range 1-3; default 3.
+    - `kind` and `parallel`: `Fixed`, so every trial records its network.
+
+    When a range does not hold the paper's value, the default is the
+    nearest value it holds.
+
+    For EM networks, `fit` adds `kp.callbacks.SpreadMarginSchedule` (margin
+    0.2 -> 0.9) unless `margin_schedule=False`; for training data that is a
+    `kp.data` batch generator it calls `set_epoch` at each epoch, so every
+    epoch draws new one-image-per-class batches.
+
+    Args:
+        kind: `"dr"` (dynamic routing) or `"em"` (EM routing).
+        input_shape: Image shape, channels last. Default `(400, 400, 3)`.
+        num_classes: Number of classes. Default 15.
+        branches: Range `(min, max)` or `(min, max, step)` of the branch
+            count. Default `(1, 16)`.
+        capsule_sizes: Capsule sizes to try, from 9, 16, 25.
+        capsule_layers: Capsule-layer counts to try, from 2, 3, 4.
+        routing_iterations: Range `(min, max)` of routing iterations.
+            Default `(1, 3)`.
+        parallel: Whether more than one branch means parallel branches
+            (default) or Mid-Caps of the non-parallel network.
+        learning_rate: Nadam learning rate. Default 1e-3 (the paper).
+        jit_compile: `jit_compile` of the compiled model. Default `"auto"`;
+            `False` skips XLA compilation, which dominates very short trials
+            on TensorFlow and JAX CPUs.
+        margin_schedule: Whether EM trials ramp the spread-loss margin.
+        name: Name of the hypermodel.
+
+    Example:
+
+    >>> import keras_tuner as kt
+    >>> hypermodel = ParallelCapsHyperModel("dr", input_shape=(64, 64, 3),
+    ...                                     num_classes=6, branches=(1, 4))
+    >>> tuner = kt.RandomSearch(hypermodel, objective=objective(),
+    ...                         max_trials=8, directory="runs", project_name="dr")
+    >>> tuner.search(x, y, validation_data=(xv, yv), epochs=5)  # doctest: +SKIP
+
+    Reference:
+        - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
+    """
+
+    def __init__(
+        self,
+        kind: str = "dr",
+        input_shape=(400, 400, 3),
+        num_classes: int = 15,
+        branches=(1, 16),
+        capsule_sizes=CAPSULE_SIZES,
+        capsule_layers=CAPSULE_LAYERS,
+        routing_iterations=(1, 3),
+        parallel: bool = True,
+        learning_rate: float = 1e-3,
+        jit_compile="auto",
+        margin_schedule: bool = True,
+        name=None,
+    ):
+        super().__init__(name=name, tunable=True)
+        check_choice("kind", kind, KINDS)
+        if (
+            not isinstance(input_shape, (list, tuple))
+            or len(input_shape) != 3
+            or not all(isinstance(d, int) and d > 0 for d in input_shape)
+        ):
+            raise ValueError(
+                "`input_shape` must be (height, width, channels) with positive "
+                f"integers. Received: input_shape={input_shape!r}"
+            )
+        check_positive_int("num_classes", num_classes, minimum=2)
+        self.kind = kind
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.branches = _check_range("branches", branches)
+        self.capsule_sizes = _check_choices("capsule_sizes", capsule_sizes,
+                                            CAPSULE_SIZES)
+        self.capsule_layers = _check_choices("capsule_layers", capsule_layers,
+                                             CAPSULE_LAYERS)
+        self.routing_iterations = _check_range("routing_iterations",
+                                               routing_iterations)
+        limit = MAX_BRANCHES_2_LAYERS[kind]
+        if parallel and 2 in self.capsule_layers and self.branches[1] > limit:
+            raise ValueError(
+                f"`branches` must stay <= {limit} when `capsule_layers` holds 2 "
+                f"(a {kind.upper()} network divides its Primary-Caps among the "
+                f"branches). Received: branches={branches!r}"
+            )
+        self.parallel = bool(parallel)
+        self.learning_rate = learning_rate
+        self.jit_compile = jit_compile
+        self.margin_schedule = bool(margin_schedule)
+
+    def declare_hyperparameters(self, hp) -> dict:
+        """Declares the space on `hp` and returns this trial's values."""
+        paper = PAPER_DEFAULTS[self.kind]
+        low, high, step = self.branches
+        r_low, r_high, r_step = self.routing_iterations
+        return {
+            "kind": hp.Fixed("kind", self.kind),
+            "parallel": hp.Fixed("parallel", self.parallel),
+            "branches": hp.Int(
+                "branches", low, high, step=step,
+                default=_default(paper["branches"], low, high, step),
+            ),
+            "capsule_size": hp.Choice(
+                "capsule_size", list(self.capsule_sizes),
+                default=_nearest(paper["capsule_size"], self.capsule_sizes),
+            ),
+            "capsule_layers": hp.Choice(
+                "capsule_layers", list(self.capsule_layers),
+                default=_nearest(paper["capsule_layers"], self.capsule_layers),
+            ),
+            "routing_iterations": hp.Int(
+                "routing_iterations", r_low, r_high, step=r_step,
+                default=_default(paper["routing_iterations"], r_low, r_high, r_step),
+            ),
+        }
+
+    def builder_call(self, hp) -> tuple:
+        """`(builder name in kp.models, keyword arguments)` for `hp`.
+
+        `getattr(kp.models, name)(**kwargs)` builds the network of a trial
+        again outside KerasTuner (compiled with the builder's own metrics).
+        """
+        values = self.declare_hyperparameters(hp)
+        n = values["branches"]
+        kwargs = {
+            "input_shape": self.input_shape,
+            "num_classes": self.num_classes,
+            "capsule_size": values["capsule_size"],
+            "capsule_layers": values["capsule_layers"],
+            "routing_iterations": values["routing_iterations"],
+            "learning_rate": self.learning_rate,
+        }
+        if self.parallel and n > 1:
+            return f"build_parallel_{self.kind}", {**kwargs, "n_branches": n}
+        return f"build_{self.kind}", {**kwargs, "n_mid_caps": n}
+
+    def build(self, hp) -> keras.Model:
+        # Looked up when used, so a builder that lands later is found.
+        from keras_parcaps import models
+        from keras_parcaps.training.trainer import compile_for_training
+
+        name, kwargs = self.builder_call(hp)
+        builder = getattr(models, name, None)
+        if builder is None:
+            raise ValueError(
+                f"`kind={self.kind!r}` needs `keras_parcaps.models.{name}`, which "
+                "this installation does not have."
+            )
+        model = builder(**kwargs)
+        compile_for_training(model, self.num_classes, self.learning_rate)
+        if self.jit_compile != "auto":
+            model.jit_compile = self.jit_compile
+        return model
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        callbacks = list(callbacks or [])
+        data = args[0] if args else kwargs.get("x")
+        if hasattr(data, "set_epoch"):
+            callbacks.append(
+                keras.callbacks.LambdaCallback(
+                    on_epoch_begin=lambda epoch, logs: data.set_epoch(epoch)
+                )
+            )
+        if self.kind == "em" and self.margin_schedule:
+            from keras_parcaps.callbacks import SpreadMarginSchedule
+
+            callbacks.append(SpreadMarginSchedule())
+        return model.fit(*args, callbacks=callbacks, **kwargs)
