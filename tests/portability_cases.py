@@ -55,10 +55,32 @@ def sabour_capsnet():
     return kp.models.build_sabour_capsnet(), _inputs((2, 28, 28, 1))
 
 
+def em_stack():
+    model = _functional(
+        [
+            kp.layers.PrimaryCaps(3, 9, kind="matrix", kernel_size=2),
+            kp.layers.EMConvCaps(2, kernel_size=3, strides=2, padding="same"),
+            kp.layers.EMConvCaps(1, kernel_size=2, routing_iterations=2),
+            kp.layers.EMClassCaps(3, coordinate_addition=True),
+        ],
+        (6, 6, 2),
+    )
+    return model, _inputs((2, 6, 6, 2))
+
+
+def em_capsnet_small():
+    model = kp.models.build_em_capsnet(
+        input_shape=(17, 17, 1), num_classes=3, A=4, B=2, C=2, D=2
+    )
+    return model, _inputs((2, 17, 17, 1))
+
+
 CASES = {
     "dr_stack": dr_stack,
     "dr_single_mid_cap": dr_single_mid_cap,
     "sabour_capsnet": sabour_capsnet,
+    "em_stack": em_stack,
+    "em_capsnet_small": em_capsnet_small,
 }
 
 
