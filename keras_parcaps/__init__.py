@@ -15,6 +15,7 @@ from keras_parcaps import (
     models,
     ops,
     training,
+    tuning,
 )
 from keras_parcaps.version import __version__
 
@@ -29,4 +30,5 @@ __all__ = [
     "models",
     "ops",
     "training",
+    "tuning",
 ]

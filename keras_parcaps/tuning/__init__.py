@@ -15,6 +15,10 @@ _EXPORTS = {
     "trials_table": "report",
     "write_trials_csv": "report",
     "plot_branch_search": "report",
+    "branch_curves": "report",
+    "make_tuner": "search",
+    "search_branches": "search",
+    "is_worker": "search",
 }
 
 __all__ = sorted(_EXPORTS)
