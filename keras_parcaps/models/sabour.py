@@ -43,6 +43,13 @@ class SabourCapsNet(keras.Model):
             `(images, labels)` with one-hot or integer labels.
         training: Python boolean, whether the call is in training mode.
 
+    Example:
+
+    >>> model = SabourCapsNet(num_classes=3)
+    >>> images = keras.random.uniform((2, 28, 28, 1))
+    >>> tuple(model(images).shape), tuple(model.reconstruct(images).shape)
+    ((2, 3), (2, 28, 28, 1))
+
     Reference:
         - [Sabour et al., 2017](https://arxiv.org/abs/1710.09829)
     """

@@ -31,6 +31,11 @@ def replica_batch_multiple(num_classes: int, n_devices: int) -> int:
     A batch of `k * num_classes` images, `k` of each class, splits into
     `n_devices` equal shards when `k = n_devices / gcd(num_classes,
     n_devices)`: every class keeps the same share of every global batch.
+
+    Example:
+
+    >>> replica_batch_multiple(num_classes=15, n_devices=2)  # 30-image batches
+    2
     """
     return n_devices // math.gcd(num_classes, n_devices)
 
