@@ -1,0 +1,249 @@
+"""The paper's EM-routing capsule networks, parallel or not."""
+
+import keras
+from keras import ops
+
+from keras_parcaps._checks import check_choice, check_positive_int
+from keras_parcaps.layers.em_class_caps import EMClassCaps
+from keras_parcaps.layers.em_conv_caps import EMConvCaps
+from keras_parcaps.layers.parallel_branch import ParallelBranch
+from keras_parcaps.layers.primary_caps import PrimaryCaps
+from keras_parcaps.layers.resnext_block import ResNeXtBlock
+from keras_parcaps.losses.spread_loss import SpreadLoss
+from keras_parcaps.models.stem import (
+    BLOCK_KERNEL,
+    STEM_STRIDE,
+    check_input_shape,
+    stem,
+)
+
+CAPSULE_SIZES = (9, 16, 25)
+CAPSULE_LAYERS = (2, 3, 4)
+PRIMARY_CAPS = 32
+# Mid-Caps: a 3x3 window; the first Mid-Cap layer carries a stride of 2.
+MID_KERNEL = 3
+
+
+def _check(num_classes, capsule_size, capsule_layers, routing_iterations):
+    check_positive_int("num_classes", num_classes)
+    check_choice("capsule_size", capsule_size, CAPSULE_SIZES)
+    check_choice("capsule_layers", capsule_layers, CAPSULE_LAYERS)
+    check_positive_int("routing_iterations", routing_iterations)
+
+
+def _min_size(capsule_layers):
+    # The stem and the branch block stride 16 times; with Mid-Caps the grid
+    # must hold a 3x3 window, without them a second block strides again.
+    if capsule_layers == 2:
+        return STEM_STRIDE * 4
+    return STEM_STRIDE * 2 * (MID_KERNEL - 1) + 1
+
+
+def _blocks(x, capsule_layers):
+    x = ResNeXtBlock(
+        [256, 256, 512], cardinality=64, kernel_size=BLOCK_KERNEL, strides=2,
+        name="block",
+    )(x)
+    if capsule_layers == 2:
+        # No Mid-Caps to stride: the last CNN block is duplicated instead.
+        x = ResNeXtBlock(
+            [256, 256, 512], cardinality=64, kernel_size=BLOCK_KERNEL, strides=2,
+            name="block_2",
+        )(x)
+    return x
+
+
+def _primary_caps(x, num_capsules, capsule_size):
+    return PrimaryCaps(
+        num_capsules, capsule_size, kernel_size=3, padding="same", kind="matrix",
+        name="primary_caps",
+    )(x)
+
+
+def _mid_caps(caps, num_capsules, capsule_layers, routing):
+    for i in range(capsule_layers - 2):
+        first = i == 0
+        caps = EMConvCaps(
+            num_capsules,
+            kernel_size=MID_KERNEL,
+            strides=2 if first else 1,
+            padding="valid" if first else "same",
+            name=f"mid_caps_{i + 1}",
+            **routing,
+        )(caps)
+    return caps
+
+
+def _class_scores(caps, num_classes, routing):
+    caps = EMClassCaps(num_classes, name="class_caps", **routing)(caps)
+    # The class scores are the activations, the last entry of each capsule.
+    return ops.take(caps, caps.shape[-1] - 1, axis=-1)
+
+
+def _compile(model, learning_rate, margin):
+    model.compile(
+        optimizer=keras.optimizers.Nadam(learning_rate),
+        loss=SpreadLoss(margin=margin),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def build_em(
+    input_shape=(400, 400, 3),
+    num_classes: int = 15,
+    capsule_size: int = 16,
+    capsule_layers: int = 3,
+    n_mid_caps: int = 2,
+    routing_iterations: int = 3,
+    learning_rate: float = 1e-3,
+    margin: float = 0.2,
+) -> keras.Model:
+    """Builds and compiles the paper's non-parallel EM-CapsNet.
+
+    The common stem (`keras_parcaps.models.stem.stem`), a `ResNeXtBlock`
+    [256, 256, 512] of cardinality 64 with stride 2 (400x400 -> 25x25), and
+    32 matrix Primary-Caps from a 3x3 convolution (stride 1: the paper
+    advises against a stride in the Primary-Caps). With 3 capsule layers,
+    `n_mid_caps` convolutional Mid-Caps (`EMConvCaps`, 3x3 window, stride
+    2); with 4, a second layer of them (3x3, stride 1, `"same"` padding);
+    with 2 no Mid-Caps, and the block is duplicated to stride once more.
+    Class-Caps are `EMClassCaps` (1x1 window, weights shared over positions,
+    no coordinate addition). All poses are `capsule_size` = P x P. The class
+    scores are the Class-Caps activations, trained with `SpreadLoss`; ramp
+    its margin from 0.2 to 0.9 with `kp.callbacks.SpreadMarginSchedule`
+    (passed to `fit`).
+
+    Parameters at 400x400, 15 classes, 4x4 poses (Table 1 of the paper):
+    almost all are the CNN's. The 3x3 Primary-Caps convolution (512 -> 32 x
+    17 channels) has 2.51M, the block 0.38M, the stem 0.16M; the capsule
+    transformations are a few thousand (9 x 32 x 16 per Mid-Cap: the
+    paper's "0.01M per Mid-Cap"). 3 layers, 2 Mid-Caps: 3.06M against the
+    paper's 3.1M. 2 layers: the duplicated block adds 0.57M: 3.63M against
+    3.6M.
+
+    Args:
+        input_shape: Image shape, channels last; at least 33x33 (32x32 with
+            2 capsule layers). Default `(400, 400, 3)`.
+        num_classes: Number of classes. Default 15.
+        capsule_size: Pose entries `P * P` of every capsule: 9, 16 or 25.
+            Default 16.
+        capsule_layers: Capsule layers, 2, 3 or 4. Default 3.
+        n_mid_caps: Mid-Cap types per Mid-Cap layer (3 and 4 layers).
+            Default 2.
+        routing_iterations: EM-routing iterations. Default 3.
+        learning_rate: Nadam learning rate. Default 1e-3.
+        margin: Initial margin of the spread loss. Default 0.2.
+
+    Returns:
+        A `keras.Model` from images to class activations, compiled with
+        Nadam, `SpreadLoss` and accuracy.
+
+    Example:
+
+    >>> model = build_em(input_shape=(48, 48, 3))
+    >>> tuple(model.output.shape)
+    (None, 15)
+
+    Reference:
+        - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
+        - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
+    """
+    _check(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_positive_int("n_mid_caps", n_mid_caps)
+    input_shape = check_input_shape(input_shape, _min_size(capsule_layers))
+    routing = dict(routing_iterations=routing_iterations)
+    inputs = keras.Input(input_shape, name="image")
+    x = _blocks(stem(inputs), capsule_layers)
+    caps = _primary_caps(x, PRIMARY_CAPS, capsule_size)
+    caps = _mid_caps(caps, n_mid_caps, capsule_layers, routing)
+    scores = _class_scores(caps, num_classes, routing)
+    model = keras.Model(inputs, scores, name=f"em_capsnet_{capsule_layers}l")
+    return _compile(model, learning_rate, margin)
+
+
+def build_parallel_em(
+    input_shape=(400, 400, 3),
+    num_classes: int = 15,
+    capsule_size: int = 16,
+    capsule_layers: int = 3,
+    n_branches: int = 10,
+    routing_iterations: int = 3,
+    learning_rate: float = 1e-3,
+    margin: float = 0.2,
+) -> keras.Model:
+    """Builds and compiles the paper's parallel EM-CapsNet.
+
+    The common stem, then `n_branches` independent branches
+    (`ParallelBranch`), each a `ResNeXtBlock` [256, 256, 512] of
+    cardinality 64 with stride 2 and 32 matrix Primary-Caps (3x3
+    convolution, stride 1). With 3 capsule layers each branch ends in one
+    convolutional Mid-Cap type (`EMConvCaps`, 3x3 window, stride 2; with a
+    single type every routing assignment is 1), with 4 in a second one
+    (3x3, stride 1, `"same"` padding); the branches' Mid-Caps are
+    concatenated on the capsule axis and routed to the Class-Caps
+    (`EMClassCaps`, no coordinate addition). With 2 capsule layers the 32
+    Primary-Caps are divided among the branches (`32 // n_branches` each),
+    each branch's block is duplicated to stride once more, and the
+    branches' Primary-Caps are routed to the Class-Caps. Trained with
+    `SpreadLoss`; ramp its margin with `kp.callbacks.SpreadMarginSchedule`.
+
+    Parameters at 400x400, 15 classes, 4x4 poses (Table 1 of the paper): a
+    3-layer branch has 2.89M (Primary-Caps 2.51M, block 0.38M; the paper's
+    "3M per branch"), so 10 branches and the 0.16M stem give 29.1M against
+    the paper's 30.1M. 2 layers, 2 branches of 16 Primary-Caps: 2 x (0.38M +
+    0.57M + 1.25M) + 0.16M = 4.57M against 4.6M.
+
+    Args:
+        input_shape: Image shape, channels last; at least 33x33 (32x32 with
+            2 capsule layers). Default `(400, 400, 3)`.
+        num_classes: Number of classes. Default 15.
+        capsule_size: Pose entries `P * P` of every capsule: 9, 16 or 25.
+            Default 16.
+        capsule_layers: Capsule layers, 2, 3 or 4. Default 3.
+        n_branches: Number of branches, at least 1 (at most 32 with 2
+            capsule layers). Default 10.
+        routing_iterations: EM-routing iterations. Default 3.
+        learning_rate: Nadam learning rate. Default 1e-3.
+        margin: Initial margin of the spread loss. Default 0.2.
+
+    Returns:
+        A `keras.Model` from images to class activations, compiled with
+        Nadam, `SpreadLoss` and accuracy.
+
+    Example:
+
+    >>> model = build_parallel_em(input_shape=(48, 48, 3), n_branches=2)
+    >>> tuple(model.output.shape)
+    (None, 15)
+
+    Reference:
+        - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
+        - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
+    """
+    _check(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_positive_int("n_branches", n_branches)
+    if capsule_layers == 2 and n_branches > PRIMARY_CAPS:
+        raise ValueError(
+            f"`n_branches` must be at most {PRIMARY_CAPS} with 2 capsule layers "
+            "(the Primary-Caps are divided among branches). "
+            f"Received: n_branches={n_branches}"
+        )
+    input_shape = check_input_shape(input_shape, _min_size(capsule_layers))
+    routing = dict(routing_iterations=routing_iterations)
+    inputs = keras.Input(input_shape, name="image")
+    features = stem(inputs)
+
+    branch_inputs = keras.Input(tuple(features.shape[1:]), name="features")
+    x = _blocks(branch_inputs, capsule_layers)
+    primary = PRIMARY_CAPS // n_branches if capsule_layers == 2 else PRIMARY_CAPS
+    caps = _primary_caps(x, primary, capsule_size)
+    caps = _mid_caps(caps, 1, capsule_layers, routing)
+    branch = keras.Model(branch_inputs, caps, name="branch")
+
+    caps = ParallelBranch(branch, n_branches, name="branches")(features)
+    scores = _class_scores(caps, num_classes, routing)
+    model = keras.Model(
+        inputs, scores, name=f"parallel_em_capsnet_{capsule_layers}l_{n_branches}b"
+    )
+    return _compile(model, learning_rate, margin)

@@ -1,0 +1,82 @@
+import keras
+import pytest
+
+import keras_parcaps as kp
+from tests.models.builder_checks import check_trains_saves_loads
+
+# Each capsule size and each layer count once (a diagonal, to stay fast).
+CONFIGS = [(9, 2), (16, 3), (25, 4)]
+SMALL = (48, 48, 3)
+
+
+def _check_em(model):
+    assert isinstance(model.loss, kp.losses.SpreadLoss)
+    # Hinton et al.'s schedule ramps the margin from 0.2.
+    assert model.loss.margin == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("capsule_size,capsule_layers", CONFIGS)
+def test_build_em_trains_saves_loads(capsule_size, capsule_layers):
+    model = kp.models.build_em(
+        input_shape=SMALL,
+        num_classes=3,
+        capsule_size=capsule_size,
+        capsule_layers=capsule_layers,
+        n_mid_caps=2,
+    )
+    _check_em(model)
+    assert model.get_layer("class_caps").output.shape[1:] == (3, capsule_size + 1)
+    mid = [x for x in model.layers if isinstance(x, kp.layers.EMConvCaps)]
+    assert len(mid) == capsule_layers - 2
+    assert all(x.num_capsules == 2 for x in mid)
+    blocks = [x for x in model.layers if isinstance(x, kp.layers.ResNeXtBlock)]
+    # The stem's two, the branch block, and its duplicate with 2 layers.
+    assert len(blocks) == 3 + (capsule_layers == 2)
+    loaded = check_trains_saves_loads(model, 3)
+    assert isinstance(loaded.loss, kp.losses.SpreadLoss)
+
+
+@pytest.mark.parametrize("capsule_size,capsule_layers", CONFIGS)
+def test_build_parallel_em_trains_saves_loads(capsule_size, capsule_layers):
+    model = kp.models.build_parallel_em(
+        input_shape=SMALL,
+        num_classes=3,
+        capsule_size=capsule_size,
+        capsule_layers=capsule_layers,
+        n_branches=2,
+    )
+    _check_em(model)
+    branches = model.get_layer("branches")
+    # One Mid-Cap type per branch, or 32 / 2 Primary-Caps per branch.
+    caps_per_position = 2 if capsule_layers > 2 else 32
+    assert branches.output.shape[-2:] == (caps_per_position, capsule_size + 1)
+    check_trains_saves_loads(model, 3)
+
+
+def test_spread_margin_schedule_drives_the_built_loss():
+    model = kp.models.build_em(input_shape=SMALL, num_classes=3, capsule_layers=2)
+    schedule = kp.callbacks.SpreadMarginSchedule(start=0.2, end=0.9, ramp_length=7)
+    x = keras.random.uniform((3, *SMALL))
+    y = keras.ops.eye(3)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[schedule])
+    assert model.loss.margin == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(
+    "builder,kwargs,name",
+    [
+        (kp.models.build_parallel_em, dict(n_branches=0), "n_branches"),
+        (kp.models.build_parallel_em, dict(capsule_layers=2, n_branches=33),
+         "n_branches"),
+        (kp.models.build_em, dict(capsule_layers=1), "capsule_layers"),
+        (kp.models.build_parallel_em, dict(capsule_layers=5), "capsule_layers"),
+        (kp.models.build_em, dict(capsule_size=8), "capsule_size"),
+        (kp.models.build_em, dict(n_mid_caps=0), "n_mid_caps"),
+        (kp.models.build_em, dict(input_shape=(32, 32, 3)), "input_shape"),
+        (kp.models.build_parallel_em, dict(input_shape=(24, 24, 3), capsule_layers=2),
+         "input_shape"),
+    ],
+)
+def test_bad_arguments_name_the_argument(builder, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        builder(**kwargs)
