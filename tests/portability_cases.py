@@ -55,6 +55,29 @@ def sabour_capsnet():
     return kp.models.build_sabour_capsnet(), _inputs((2, 28, 28, 1))
 
 
+def resnext_block():
+    # GroupConv2D runs natively on PyTorch and group by group under XLA.
+    model = _functional(
+        [kp.layers.ResNeXtBlock([4, 4, 8], cardinality=2, strides=2)], (5, 5, 3)
+    )
+    return model, _inputs((2, 5, 5, 3))
+
+
+def parallel_branch():
+    branch_in = keras.Input((3, 3, 4))
+    caps = kp.layers.PrimaryCaps(2, 4)(branch_in)
+    branch = keras.Model(branch_in, kp.layers.DRCaps(1, 5)(caps))
+    model = _functional([kp.layers.ParallelBranch(branch, n_branches=3)], (3, 3, 4))
+    return model, _inputs((2, 3, 3, 4))
+
+
+def parallel_dr_small():
+    model = kp.models.build_parallel_dr(
+        input_shape=(16, 16, 3), num_classes=3, n_branches=2
+    )
+    return model, _inputs((2, 16, 16, 3))
+
+
 def em_stack():
     model = _functional(
         [
@@ -79,6 +102,9 @@ CASES = {
     "dr_stack": dr_stack,
     "dr_single_mid_cap": dr_single_mid_cap,
     "sabour_capsnet": sabour_capsnet,
+    "resnext_block": resnext_block,
+    "parallel_branch": parallel_branch,
+    "parallel_dr_small": parallel_dr_small,
     "em_stack": em_stack,
     "em_capsnet_small": em_capsnet_small,
 }
