@@ -1,5 +1,7 @@
 """`ParallelCapsHyperModel`: the paper's branch and capsule-size search space."""
 
+import importlib
+
 import keras
 
 from keras_parcaps._checks import check_choice, check_positive_int
@@ -73,6 +75,24 @@ def _default(value, low, high, step=1):
 
 def _nearest(value, choices):
     return min(choices, key=lambda choice: (abs(choice - value), choice))
+
+
+def _find_builder(name: str, kind: str):
+    """`kp.models.<name>`, else the function in `kp.models.<kind>`, else `None`.
+
+    Looked up when a model is built, so a builder module that is present
+    but not yet exported by `kp.models` is found too.
+    """
+    from keras_parcaps import models
+
+    builder = getattr(models, name, None)
+    if builder is None:
+        try:
+            module = importlib.import_module(f"keras_parcaps.models.{kind}")
+        except ImportError:
+            return None
+        builder = getattr(module, name, None)
+    return builder
 
 
 class ParallelCapsHyperModel(keras_tuner.HyperModel):
@@ -233,12 +253,10 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         return f"build_{self.kind}", {**kwargs, "n_mid_caps": n}
 
     def build(self, hp) -> keras.Model:
-        # Looked up when used, so a builder that lands later is found.
-        from keras_parcaps import models
         from keras_parcaps.training.trainer import compile_for_training
 
         name, kwargs = self.builder_call(hp)
-        builder = getattr(models, name, None)
+        builder = _find_builder(name, self.kind)
         if builder is None:
             raise ValueError(
                 f"`kind={self.kind!r}` needs `keras_parcaps.models.{name}`, which "
