@@ -45,6 +45,14 @@ def plot_confusion_matrix(matrix, class_names, path, normalize: bool = True) -> 
     return str(path)
 
 
+def _number(text):
+    # CSVLogger writes "NA" for a metric missing from an epoch.
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return np.nan
+
+
 def plot_training_curves(log_csv, path) -> str:
     """Plots every column of a Keras `CSVLogger` file against the epoch.
 
@@ -63,7 +71,7 @@ def plot_training_curves(log_csv, path) -> str:
     for key in rows[0]:
         if key in ("epoch", "learning_rate"):
             continue
-        values = [float(row[key]) if row[key] else np.nan for row in rows]
+        values = [_number(row[key]) for row in rows]
         ax = left if "loss" in key else right
         ax.plot(epochs, values, "--" if key.startswith("val_") else "-",
                 marker="o", markersize=3, label=key)

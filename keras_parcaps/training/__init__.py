@@ -11,7 +11,11 @@ from keras_parcaps.training.experiments import (
     small_data,
     train_and_evaluate,
 )
-from keras_parcaps.training.trainer import compile_for_training, train
+from keras_parcaps.training.trainer import (
+    compile_for_training,
+    recalibrate_batch_norm,
+    train,
+)
 
 __all__ = [
     "builders",
@@ -20,6 +24,7 @@ __all__ = [
     "data_parallel",
     "experiments",
     "get_builder",
+    "recalibrate_batch_norm",
     "replica_batch_multiple",
     "small_data",
     "train",

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_parcaps._checks import check_positive_int
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
@@ -20,6 +21,72 @@ class _SetEpoch(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         for dataset in self.datasets:
             dataset.set_epoch(epoch)
+
+
+def _batch_norm_layers(model):
+    # `_flatten_layers` reaches layers nested in sub-models and in layers
+    # that hold models (such as `ParallelBranch`), which `model.layers` does
+    # not.
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def recalibrate_batch_norm(model, batches, num_batches: int = 32,
+                           group: int = 16) -> int:
+    """Sets every BatchNormalization's moving statistics to precise averages.
+
+    During a short training run the moving averages (momentum 0.99) still
+    remember their initial values, so inference normalizes with the wrong
+    statistics and a network that is right in training mode can be at
+    chance in inference mode (measured here: 89% against 8% after 80 steps
+    of a parallel DR-CapsNet). This runs the model in training mode, without
+    any weight update, on `num_batches` training batches (`group` of them
+    concatenated per forward pass) and replaces the moving statistics by the
+    plain average of the batch statistics ("precise BN", Wu & Johnson 2021).
+    After a long run it changes little. Trainable weights are not touched.
+
+    Args:
+        model: A Keras model.
+        batches: A batch sequence such as `OnePerClassBatches` (`x, y`
+            pairs, indexable).
+        num_batches: Training batches to average over.
+        group: Batches concatenated into one forward pass.
+
+    Returns:
+        The number of BatchNormalization layers recalibrated.
+    """
+    layers = _batch_norm_layers(model)
+    if not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, num_batches, group)):
+            stop = min(start + group, num_batches)
+            x = np.concatenate(
+                [batches[i % len(batches)][0] for i in range(start, stop)]
+            )
+            for layer in layers:
+                # A running mean: the k-th pass gets weight 1 / (k + 1).
+                layer.momentum = k / (k + 1)
+            model(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
+
+
+class _PreciseBatchNorm(keras.callbacks.Callback):
+    """Recalibrates BatchNormalization before each validation inside `fit`."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_test_begin(self, logs=None):
+        recalibrate_batch_norm(self.model, self.batches)
 
 
 def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
@@ -63,6 +130,7 @@ def train(
     seed: int = 0,
     verbose="auto",
     callbacks=None,
+    recalibrate_bn: bool = True,
 ):
     """Trains `model` for `epochs` epochs of `steps_per_epoch` iterations.
 
@@ -93,6 +161,10 @@ def train(
         seed: Seed of sampling and augmentation.
         verbose: `Model.fit` verbosity (1 shows Keras progress bars).
         callbacks: Extra Keras callbacks.
+        recalibrate_bn: Whether to set the BatchNormalization statistics to
+            precise averages over 32 training batches before every
+            validation and after training (`recalibrate_batch_norm`); short
+            runs need it, and it does not change the training itself.
 
     Returns:
         The `keras.callbacks.History` of this call (only the epochs it ran).
@@ -140,6 +212,8 @@ def train(
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
         *(callbacks or []),
     ]
+    if recalibrate_bn and validation is not None:
+        all_callbacks.insert(1, _PreciseBatchNorm(batches))
     history = model.fit(
         batches,
         epochs=epochs,
@@ -147,5 +221,7 @@ def train(
         callbacks=all_callbacks,
         verbose=verbose,
     )
+    if recalibrate_bn:
+        recalibrate_batch_norm(model, batches)
     model.save(out_dir / "model.keras")
     return history

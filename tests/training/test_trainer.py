@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_parcaps.data import synthetic_cells
-from keras_parcaps.training import compile_for_training, train
+from keras_parcaps.training import compile_for_training, recalibrate_batch_norm, train
 from keras_parcaps.training.builders import BUILDERS, get_builder
 from tests.training.tiny_models import tiny_capsnet
 
@@ -71,3 +71,20 @@ def test_builder_registry():
     with pytest.warns(UserWarning, match="n_branches"):
         build = get_builder(strict, depth=2, n_branches=3)
     assert build([8, 8, 3], 4) == ((8, 8, 3), 4, 2)
+
+
+def test_recalibrate_batch_norm_against_numpy(rng):
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization()])
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3), inner])
+    groups = [rng.normal(2.0, 3.0, (8, 3)).astype("float32") for _ in range(4)]
+    batches = [(g, np.zeros((8, 1), "float32")) for g in groups]
+    count = recalibrate_batch_norm(model, batches, num_batches=4, group=1)
+    assert count == 1  # found inside the nested model
+    norm = inner.layers[0]
+    assert norm.momentum == 0.99  # restored
+    features = [keras.ops.convert_to_numpy(model.layers[0](g)) for g in groups]
+    mean = np.mean([f.mean(0) for f in features], axis=0)
+    var = np.mean([f.var(0) for f in features], axis=0)
+    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_mean), mean, atol=1e-4)
+    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_variance), var,
+                       rtol=1e-3)

@@ -1,0 +1,45 @@
+"""End to end on real cells: a short parallel DR-CapsNet run on BCCD crops.
+
+Runs on the TensorFlow backend only: training a real network takes about a
+minute, and of the three backends TensorFlow compiles this model fastest on
+a CPU (JAX's first step takes about three times longer, and PyTorch's steps
+are many times slower here); the other backends are covered by the fast
+tests of the same code.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_parcaps.data import fold_split, load_class_folders, stratified_folds
+from keras_parcaps.training import get_builder, train_and_evaluate
+from tests.data.shared_data import shared_data
+
+# A 2-layer parallel DR-CapsNet with 4 branches at 64x64 (the demo's
+# network), trained with ordinary shuffled batches: the test set keeps the
+# natural class balance, and so does the training here.
+EPOCHS, STEPS, BATCH = 3, 30, 16
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason="real-data training runs on the TensorFlow backend only",
+    ),
+]
+
+
+def test_parallel_dr_beats_majority_on_bccd(tmp_path):
+    data = load_class_folders(shared_data("bccd_wbc"), image_size=64)
+    folds = stratified_folds(data.labels, 5, seed=0)
+    train_idx, test_idx = fold_split(folds, 0)
+    test = data.subset(test_idx)
+    majority = np.bincount(test.labels).max() / len(test)
+    builder = get_builder("parallel_dr", n_branches=4, capsule_layers=2)
+    report = train_and_evaluate(
+        builder, data.subset(train_idx), test, tmp_path,
+        epochs=EPOCHS, steps_per_epoch=STEPS, batch_size=BATCH,
+        validate=False, orientations=False, verbose=0,
+    )
+    assert report["acc"] > majority, (report["acc"], majority)
+    assert (tmp_path / "report.json").is_file()
