@@ -38,6 +38,9 @@ class SpreadMarginSchedule(keras.callbacks.Callback):
     but not on JAX, whose train step carries only model, optimizer and
     metric variables.
 
+    With `unit="step"` the callback counts one step per train batch, as
+    with `steps_per_execution=1`.
+
     Hinton et al. add 0.1 per epoch from 0.2 up to 0.9: the default
     `ramp_length=7` epochs.
 

@@ -32,9 +32,13 @@ def build_em_capsnet(
     coordinate addition. All convolutions are `"valid"`: a 28x28 image gives
     12x12, 12x12, 5x5 and 3x3 grids. The model outputs the class
     activations `(batch, num_classes)`, the scores the spread loss acts on.
-    With the defaults it has 68,394 weights (Hinton et al. report about
-    68K for A=B=C=D=32 with coordinate addition... their count includes no
-    biases of the activation convolution; ours does).
+    With the defaults it has 318,964 weights: conv1 832; PrimaryCaps 17,952
+    (pose and activation 1x1 convolutions with biases); each EMConvCaps
+    9 x 32 x 32 transformations of 4x4 plus `beta_a`, `beta_u` (147,520);
+    EMClassCaps 32 x 10 transformations plus betas (5,140). The
+    transformations start as normal(0, 1/sqrt(P)) and the routing measures
+    vote spread relative to the vote scale (see `kp.ops.em_routing`), so a
+    fresh network is not saturated and trains from the first step.
 
     Train with `kp.callbacks.SpreadMarginSchedule` to ramp the margin.
 

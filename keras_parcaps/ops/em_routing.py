@@ -43,19 +43,23 @@ def inverse_temperatures(routing_iterations: int, final_lambda: float = 0.01):
 
 
 def _flatten(votes):
-    """Votes as `(problems, n_in, n_out, D)`; `problems` folds leading axes."""
-    return ops.reshape(ops.cast(votes, "float32"), (-1, *votes.shape[-3:]))
+    """Votes as `(problems, n_out, n_in, D)`: leading axes folded, and the
+    output axis before the input axis, so that every sum over the inputs is
+    a batched matrix product on contiguous memory."""
+    votes = ops.reshape(ops.cast(votes, "float32"), (-1, *votes.shape[-3:]))
+    return ops.transpose(votes, (0, 2, 1, 3))
 
 
 def _m_step(votes, activations, assignments, beta_a, beta_u, scale, lam, eps):
-    """M-step on flat `(n, i, j, d)` votes; also returns `(V - mu)^2`."""
-    n_in, n_out = votes.shape[1], votes.shape[2]
-    weighted = assignments * ops.expand_dims(activations, -1)
-    total = ops.sum(weighted, axis=1)
-    coeff = weighted / (ops.expand_dims(total, 1) + eps)
-    mean = ops.einsum("nij,nijd->njd", coeff, votes)
-    squares = ops.square(votes - ops.expand_dims(mean, 1))
-    variance = ops.einsum("nij,nijd->njd", coeff, squares) + eps
+    """M-step on `(n, j, i, d)` votes and `(n, j, i)` assignments; also
+    returns `(V - mu)^2`."""
+    n_out, n_in = votes.shape[1], votes.shape[2]
+    weighted = assignments * ops.expand_dims(activations, 1)
+    total = ops.sum(weighted, axis=2)
+    coeff = ops.expand_dims(weighted / (ops.expand_dims(total, 2) + eps), 2)
+    mean = ops.squeeze(ops.matmul(coeff, votes), 2)
+    squares = ops.square(votes - ops.expand_dims(mean, 2))
+    variance = ops.squeeze(ops.matmul(coeff, squares), 2) + eps
     share = total * (COST_SCALE * n_out / n_in)
     log_ratio = ops.log(variance) - ops.expand_dims(ops.log(scale), 1)
     beta_u = ops.expand_dims(ops.cast(beta_u, "float32"), -1)
@@ -65,13 +69,16 @@ def _m_step(votes, activations, assignments, beta_a, beta_u, scale, lam, eps):
 
 
 def _e_step(squares, variance, logits):
-    """E-step on flat tensors, from the squared deviations `(V - mu)^2`."""
+    """E-step on `(n, j, i, d)` squared deviations `(V - mu)^2`; returns
+    `(n, j, i)` assignments."""
     if logits.shape[-1] == 1:
         return ops.ones_like(squares[..., 0])
-    distance = ops.einsum("nijd,njd->nij", squares, 0.5 / variance)
+    distance = ops.squeeze(
+        ops.matmul(squares, ops.expand_dims(0.5 / variance, -1)), -1
+    )
     log_norm = 0.5 * ops.sum(ops.log(2.0 * math.pi * variance), axis=-1)
-    log_r = ops.expand_dims(ops.log_sigmoid(logits) - log_norm, 1) - distance
-    return ops.softmax(log_r, axis=-1)
+    log_r = ops.expand_dims(ops.log_sigmoid(logits) - log_norm, 2) - distance
+    return ops.softmax(log_r, axis=1)
 
 
 def _scale(votes, eps):
@@ -118,12 +125,13 @@ def em_m_step(
         and the pre-sigmoid activations `(..., n_out)` (the activations are
         `sigmoid(logits)`; the E-step uses the logits to stay in log space).
     """
-    lead = votes.shape[:-3]
+    lead, (n_in, n_out) = votes.shape[:-3], votes.shape[-3:-1]
     flat = _flatten(votes)
+    assignments = ops.reshape(ops.cast(assignments, "float32"), (-1, n_in, n_out))
     mean, variance, logits, _ = _m_step(
         flat,
-        ops.reshape(ops.cast(activations, "float32"), (-1, flat.shape[1])),
-        ops.reshape(ops.cast(assignments, "float32"), (-1, *flat.shape[1:3])),
+        ops.reshape(ops.cast(activations, "float32"), (-1, n_in)),
+        ops.transpose(assignments, (0, 2, 1)),
         beta_a,
         beta_u,
         _scale(flat, epsilon),
@@ -153,14 +161,14 @@ def em_e_step(votes, mean, variance, logits):
     Returns:
         The assignments `R`, `(..., n_in, n_out)`, summing to 1 over outputs.
     """
-    lead = votes.shape[:-3]
+    lead, (n_in, n_out, dim) = votes.shape[:-3], votes.shape[-3:]
     flat = _flatten(votes)
-    mean = ops.reshape(ops.cast(mean, "float32"), (-1, *flat.shape[2:]))
-    variance = ops.reshape(ops.cast(variance, "float32"), (-1, *flat.shape[2:]))
-    logits = ops.reshape(ops.cast(logits, "float32"), (-1, flat.shape[2]))
-    squares = ops.square(flat - ops.expand_dims(mean, 1))
-    assignments = _e_step(squares, variance, logits)
-    return ops.reshape(assignments, (-1, *lead[1:], *flat.shape[1:3]))
+    mean = ops.reshape(ops.cast(mean, "float32"), (-1, n_out, dim))
+    variance = ops.reshape(ops.cast(variance, "float32"), (-1, n_out, dim))
+    logits = ops.reshape(ops.cast(logits, "float32"), (-1, n_out))
+    squares = ops.square(flat - ops.expand_dims(mean, 2))
+    assignments = ops.transpose(_e_step(squares, variance, logits), (0, 2, 1))
+    return ops.reshape(assignments, (-1, *lead[1:], n_in, n_out))
 
 
 def em_routing(
@@ -220,7 +228,7 @@ def em_routing(
         )
     lead = votes.shape[:-3]
     votes = _flatten(votes)
-    n_in, n_out = votes.shape[1], votes.shape[2]
+    n_out, n_in = votes.shape[1], votes.shape[2]
     activations = ops.reshape(ops.cast(activations, "float32"), (-1, n_in))
     scale = _scale(votes, epsilon)
     assignments = ops.ones_like(votes[..., 0]) / n_out
@@ -243,5 +251,6 @@ def em_routing(
         ops.reshape(ops.sigmoid(logits), (-1, *lead[1:], n_out)),
     )
     if return_assignments:
+        assignments = ops.transpose(assignments, (0, 2, 1))
         return (*outputs, ops.reshape(assignments, (-1, *lead[1:], n_in, n_out)))
     return outputs
