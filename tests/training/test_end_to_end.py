@@ -18,7 +18,7 @@ from tests.data.shared_data import shared_data
 # A 2-layer parallel DR-CapsNet with 4 branches at 64x64 (the demo's
 # network), trained with ordinary shuffled batches: the test set keeps the
 # natural class balance, and so does the training here.
-EPOCHS, STEPS, BATCH = 3, 30, 16
+EPOCHS, STEPS, BATCH = 4, 30, 16
 
 pytestmark = [
     pytest.mark.slow,

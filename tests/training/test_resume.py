@@ -13,7 +13,7 @@ import keras
 import keras_parcaps  # noqa: F401  (registers the custom objects)
 
 REPO = Path(__file__).resolve().parents[2]
-EPOCHS, STEPS = 3, 40
+EPOCHS, STEPS = 3, 20
 
 
 def _command(out_dir):
