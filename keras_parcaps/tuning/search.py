@@ -107,8 +107,9 @@ def search_branches(
     `val_data`, and a trial scores its best validation WAcc. Running the
     same call again continues the searches (see `make_tuner`); when they
     are complete it only rewrites the report. Under KerasTuner's
-    distributed mode, the chief serves the searches and writes the report,
-    and the workers run the trials (see `docs/tuning.md`).
+    distributed mode (one kind per search), the chief serves the search and
+    writes the report, and the workers run the trials (see
+    `docs/tuning.md`).
 
     Args:
         train_data: Training `kp.data.ImageSet`.
@@ -140,6 +141,13 @@ def search_branches(
         )
     for kind in kinds:
         check_choice("kinds", kind, KINDS)
+    if "KERASTUNER_ORACLE_IP" in os.environ and len(kinds) > 1:
+        # Workers would ask the first search's oracle, still serving while
+        # the chief winds it down, for the second search's trials.
+        raise ValueError(
+            "A distributed search (KERASTUNER_ORACLE_IP is set) takes one kind: "
+            f"run one chief/worker search per kind. Received: kinds={kinds!r}"
+        )
     if val_data.num_classes != train_data.num_classes:
         raise ValueError(
             "`train_data` and `val_data` must have the same classes. Received "

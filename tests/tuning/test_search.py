@@ -193,3 +193,14 @@ def test_example_killed_after_a_trial_resumes(tmp_path):
     assert [r["trial_id"] for r in rows] == ["0", "1", "2"]
     assert {r["status"] for r in rows} == {"COMPLETED"}
     assert (tmp_path / "branches.png").stat().st_size > 1000
+
+
+def test_search_branches_rejects_bad_kinds(tmp_path, monkeypatch):
+    data = kp.data.synthetic_cells(counts=2, image_size=16)
+    for kinds, match in (((), "at least one"), (("cnn",), "`kinds` must be one of")):
+        with pytest.raises(ValueError, match=match):
+            kp.tuning.search_branches(data, data, tmp_path, kinds=kinds)
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    with pytest.raises(ValueError, match="takes one kind"):
+        kp.tuning.search_branches(data, data, tmp_path, kinds=("dr", "em"))
+    assert not any(tmp_path.iterdir())
