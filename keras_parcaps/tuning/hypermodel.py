@@ -29,7 +29,16 @@ MAX_BRANCHES_2_LAYERS = {"dr": 256, "em": 32}
 
 
 def objective():
-    """`keras_tuner.Objective("val_wacc", "max")`, the paper's selection metric."""
+    """`keras_tuner.Objective("val_wacc", "max")`, the paper's selection metric.
+
+    KerasTuner cannot infer the direction of a custom metric, so pass this
+    (or the same `Objective`) to the tuner.
+
+    Example:
+
+    >>> objective().name, objective().direction
+    ('val_wacc', 'max')
+    """
     return keras_tuner.Objective(OBJECTIVE, direction="max")
 
 
@@ -149,8 +158,13 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
     >>> import keras_tuner as kt
     >>> hypermodel = ParallelCapsHyperModel("dr", input_shape=(64, 64, 3),
     ...                                     num_classes=6, branches=(1, 4))
-    >>> tuner = kt.RandomSearch(hypermodel, objective=objective(),
-    ...                         max_trials=8, directory="runs", project_name="dr")
+    >>> hp = kt.HyperParameters()
+    >>> hypermodel.builder_call(hp)[0]
+    'build_parallel_dr'
+    >>> {k: hp.values[k] for k in ("branches", "capsule_size", "capsule_layers")}
+    {'branches': 4, 'capsule_size': 16, 'capsule_layers': 3}
+    >>> tuner = kt.RandomSearch(hypermodel, objective=objective(), max_trials=8,
+    ...                         directory="runs", project_name="dr")  # doctest: +SKIP
     >>> tuner.search(x, y, validation_data=(xv, yv), epochs=5)  # doctest: +SKIP
 
     Reference:
@@ -207,7 +221,11 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         self.margin_schedule = bool(margin_schedule)
 
     def declare_hyperparameters(self, hp) -> dict:
-        """Declares the space on `hp` and returns this trial's values."""
+        """Declares the space on `hp` and returns this trial's values.
+
+        KerasTuner calls it once to learn the space; `build` calls it for
+        the values of each trial.
+        """
         paper = PAPER_DEFAULTS[self.kind]
         low, high, step = self.branches
         r_low, r_high, r_step = self.routing_iterations
