@@ -82,8 +82,8 @@ def test_learns_digits():
         learning_rate=3e-3,
     )
     history = model.fit(
-        x_train, keras.utils.to_categorical(y_train, 10), batch_size=16, epochs=2,
-        verbose=0, callbacks=[kp.callbacks.SpreadMarginSchedule(ramp_length=2)],
+        x_train, keras.utils.to_categorical(y_train, 10), batch_size=16, epochs=3,
+        verbose=0, callbacks=[kp.callbacks.SpreadMarginSchedule(ramp_length=3)],
     )
     margins = history.history["spread_margin"]
     assert margins[0] == pytest.approx(0.2) and margins[-1] > margins[0]
