@@ -215,6 +215,14 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
                 f"(a {kind.upper()} network divides its Primary-Caps among the "
                 f"branches). Received: branches={branches!r}"
             )
+        if isinstance(learning_rate, bool) or not (
+            isinstance(learning_rate, (int, float)) and learning_rate > 0
+        ):
+            raise ValueError(
+                "`learning_rate` must be a positive number. "
+                f"Received: learning_rate={learning_rate!r}"
+            )
+        check_choice("jit_compile", jit_compile, ("auto", True, False))
         self.parallel = bool(parallel)
         self.learning_rate = learning_rate
         self.jit_compile = jit_compile

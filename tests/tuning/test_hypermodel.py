@@ -134,6 +134,8 @@ def test_defaults_move_into_a_narrower_range():
         ({"kind": "em", "branches": (1, 40)}, "must stay <= 32"),
         ({"num_classes": 1}, "`num_classes` must be an integer >= 2"),
         ({"input_shape": (64, 64)}, "`input_shape` must be"),
+        ({"learning_rate": 0.0}, "`learning_rate` must be a positive"),
+        ({"jit_compile": "xla"}, "`jit_compile` must be one of"),
     ],
     ids=lambda v: str(v) if isinstance(v, dict) else "",
 )
