@@ -173,10 +173,10 @@ def build_parallel_dr(
     Parameters at 400x400, 15 classes, `capsule_size=16` (Table 1 of the
     paper): a 3-layer branch has 1,250 x 256 x 16 = 5.12M Mid-Cap weights,
     0.26M of Primary-Caps and 0.38M of block, 5.8M (the paper's "about 6M
-    per branch"); 12 branches and the stem give 69.5M against the paper's
-    73.2M (-5%). 2 layers, 4 branches of 64-long Primary-Caps: 5,000 x 15 x
-    16 x 64 = 76.8M Class-Caps weights plus 1.9M of CNN, 78.7M against
-    77.6M (+1.4%).
+    per branch"); 12 branches and the stem give 69.4M against the paper's
+    73.2M (-5.2%). 2 layers, 4 branches of 64-long Primary-Caps: 5,000 x 15 x
+    16 x 64 = 76.8M Class-Caps weights plus 1.9M of CNN, 78.75M against
+    77.6M (+1.5%).
 
     Args:
         input_shape: Image shape, channels last, at least 16x16. Default

@@ -192,7 +192,7 @@ def build_parallel_em(
     3-layer branch has 2.89M (Primary-Caps 2.51M, block 0.38M; the paper's
     "3M per branch"), so 10 branches and the 0.16M stem give 29.1M against
     the paper's 30.1M. 2 layers, 2 branches of 16 Primary-Caps: 2 x (0.38M +
-    0.57M + 1.25M) + 0.16M = 4.57M against 4.6M.
+    0.57M + 1.25M) + 0.16M = 4.60M against 4.6M.
 
     Args:
         input_shape: Image shape, channels last; at least 33x33 (32x32 with
