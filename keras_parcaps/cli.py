@@ -177,6 +177,9 @@ def _cmd_evaluate(args):
     from keras_parcaps.evaluation import evaluate_model
 
     model = keras.saving.load_model(args.model_file)
+    size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
+    if len(size) == 2 and size[0] == size[1] and size[0] is not None:
+        args.image_size = size[0]  # the size the model was trained at
     data = _data(args)
     if args.fold is not None:
         folds = stratified_folds(data.labels, args.n_folds, args.seed)

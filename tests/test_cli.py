@@ -27,7 +27,7 @@ def test_demo_writes_report_and_plots(tmp_path, capsys):
         assert (out / name).is_file(), name
 
     evaluated = tmp_path / "evaluated"
-    main(["evaluate", str(out / "model.keras"), "--image-size", "24", "--fold", "0",
+    main(["evaluate", str(out / "model.keras"), "--fold", "0",
           "--out", str(evaluated), "--verbose", "0"])
     again = json.loads((evaluated / "report.json").read_text())
     assert again["acc"] == pytest.approx(report["acc"])
