@@ -124,6 +124,9 @@ class DRCaps(keras.layers.Layer):
             shape=(n_weights, in_dim, self.num_capsules, self.capsule_dim),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
+            # Routing runs in float32: a float16 copy of W would lose the
+            # small weights and overflow their gradients.
+            autocast=False,
         )
 
     def call(self, inputs):

@@ -110,3 +110,23 @@ def test_bad_input_rank():
         DRCaps(2, 4).build((None, 8))
     with pytest.raises(ValueError, match="share_weights"):
         DRCaps(2, 4, share_weights=True).build((None, 10, 8))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_routes_in_float32(rng, policy):
+    import keras
+
+    from tests.backend_utils import gradients
+
+    keras.config.set_dtype_policy(policy)
+    inputs = keras.Input((3, 3, 4, 8))
+    outputs = DRCaps(5, 16, share_weights=True)(inputs)
+    model = keras.Model(inputs, outputs)
+    layer = model.layers[-1]
+    assert layer.kernel.dtype == "float32"
+    x = (rng.normal(size=(2, 3, 3, 4, 8)) * 1e3).astype("float32")
+    out = ops.convert_to_numpy(model(x))
+    assert out.dtype == np.dtype(policy.split("_")[1])
+    assert np.all(np.isfinite(out))
+    grads = gradients(model, x, lambda y: ops.sum(ops.cast(y, "float32")))
+    assert all(np.all(np.isfinite(g)) for g in grads)
