@@ -56,9 +56,9 @@ class SpreadMarginSchedule(keras.callbacks.Callback):
 
     Example:
 
-    >>> schedule = SpreadMarginSchedule(start=0.2, end=0.9, ramp_length=7)
-    >>> [round(schedule.margin_at(t), 2) for t in (0, 1, 7, 20)]
-    [0.2, 0.3, 0.9, 0.9]
+        >>> schedule = SpreadMarginSchedule(start=0.2, end=0.9, ramp_length=7)
+        >>> [round(schedule.margin_at(t), 2) for t in (0, 1, 7, 20)]
+        [0.2, 0.3, 0.9, 0.9]
 
     Reference:
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)

@@ -141,8 +141,8 @@ def load_aml(
 
     Example:
 
-    >>> data = load_aml("AML-Cytomorphology_LMU", image_size=64)
-    ... # doctest: +SKIP
+        >>> data = load_aml("AML-Cytomorphology_LMU", image_size=64)
+        ... # doctest: +SKIP
     """
     root = Path(root)
     if not root.is_dir():

@@ -31,9 +31,9 @@ def augment_images(
 
     Example:
 
-    >>> batch = np.zeros((2, 8, 8, 3), np.uint8)
-    >>> augment_images(batch, rng=0).shape
-    (2, 8, 8, 3)
+        >>> batch = np.zeros((2, 8, 8, 3), np.uint8)
+        >>> augment_images(batch, rng=0).shape
+        (2, 8, 8, 3)
     """
     rng = np.random.default_rng(rng)
     images = np.asarray(images)

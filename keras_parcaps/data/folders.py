@@ -193,10 +193,10 @@ class ImageSet:
 
     Example:
 
-    >>> data = ImageSet(None, [0, 1], ["a", "b"],
-    ...                 images=np.zeros((2, 8, 8, 3), np.uint8))
-    >>> data.images([1]).shape
-    (1, 8, 8, 3)
+        >>> data = ImageSet(None, [0, 1], ["a", "b"],
+        ...                 images=np.zeros((2, 8, 8, 3), np.uint8))
+        >>> data.images([1]).shape
+        (1, 8, 8, 3)
     """
 
     def __init__(
@@ -336,8 +336,8 @@ def load_class_folders(
 
     Example:
 
-    >>> data = load_class_folders("../shared/data/bccd_wbc", image_size=64)
-    ... # doctest: +SKIP
+        >>> data = load_class_folders("../shared/data/bccd_wbc", image_size=64)
+        ... # doctest: +SKIP
     """
     paths, labels, names = scan_class_folders(root, classes)
     return ImageSet(

@@ -23,8 +23,8 @@ def stratified_folds(labels, n_folds: int = 5, seed: int = 0) -> np.ndarray:
 
     Example:
 
-    >>> stratified_folds([0] * 5 + [1] * 5, n_folds=5).tolist()
-    ... # doctest: +SKIP
+        >>> stratified_folds([0] * 5 + [1] * 5, n_folds=5).tolist()
+        ... # doctest: +SKIP
     """
     check_positive_int("n_folds", n_folds, minimum=2)
     labels = np.asarray(labels)

@@ -21,7 +21,7 @@ def data_dir(name: str | None = None) -> Path | None:
 
     Example:
 
-    >>> path = data_dir("bccd_wbc")  # None where the data is absent
+        >>> path = data_dir("bccd_wbc")  # None where the data is absent
     """
     candidates = []
     if os.environ.get("PARCAPS_DATA"):

@@ -62,8 +62,8 @@ class OnePerClassBatches(_Batches):
 
     Example:
 
-    >>> batches = OnePerClassBatches(data, steps_per_epoch=500)  # doctest: +SKIP
-    >>> model.fit(batches, epochs=10)  # doctest: +SKIP
+        >>> batches = OnePerClassBatches(data, steps_per_epoch=500)  # doctest: +SKIP
+        >>> model.fit(batches, epochs=10)  # doctest: +SKIP
     """
 
     def __init__(self, data, steps_per_epoch: int = 500, augment: bool = True,

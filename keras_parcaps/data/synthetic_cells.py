@@ -160,9 +160,9 @@ def synthetic_cells(
 
     Example:
 
-    >>> data = synthetic_cells(counts=4, image_size=32)
-    >>> len(data), data.images().shape[1:]
-    (24, (32, 32, 3))
+        >>> data = synthetic_cells(counts=4, image_size=32)
+        >>> len(data), data.images().shape[1:]
+        (24, (32, 32, 3))
     """
     codes = list(SYNTHETIC_CODES if classes is None else classes)
     rows = {row[0]: row for row in SYNTHETIC_CLASSES}

@@ -41,8 +41,8 @@ def agreement(predictions) -> float:
 
     Example:
 
-    >>> agreement(np.array([[0, 1, 2], [0, 1, 0]]))
-    0.6666666666666666
+        >>> agreement(np.array([[0, 1, 2], [0, 1, 0]]))
+        0.6666666666666666
     """
     predictions = np.asarray(predictions)
     if predictions.ndim == 3:

@@ -39,9 +39,9 @@ def classification_report(
 
     Example:
 
-    >>> report = classification_report([0, 1, 1], [0, 1, 0], ["A", "B"])
-    >>> report["acc"], report["wacc"]
-    (0.6666666666666666, 0.75)
+        >>> report = classification_report([0, 1, 1], [0, 1, 0], ["A", "B"])
+        >>> report["acc"], report["wacc"]
+        (0.6666666666666666, 0.75)
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)

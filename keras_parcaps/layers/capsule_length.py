@@ -25,10 +25,10 @@ class CapsuleLength(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
-    >>> caps = np.array([[[3.0, 4.0], [0.0, 0.0]]])
-    >>> np.round(keras.ops.convert_to_numpy(CapsuleLength()(caps)), 3)
-    array([[5., 0.]], dtype=float32)
+        >>> import numpy as np
+        >>> caps = np.array([[[3.0, 4.0], [0.0, 0.0]]])
+        >>> np.round(keras.ops.convert_to_numpy(CapsuleLength()(caps)), 3)
+        array([[5., 0.]], dtype=float32)
     """
 
     def __init__(self, epsilon: float = 1e-7, **kwargs):

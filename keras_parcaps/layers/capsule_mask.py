@@ -28,10 +28,10 @@ class CapsuleMask(keras.layers.Layer):
 
     Example:
 
-    >>> import numpy as np
-    >>> caps = np.array([[[1.0, 0.0], [0.0, 2.0]]])
-    >>> keras.ops.convert_to_numpy(CapsuleMask()(caps))
-    array([[0., 0., 0., 2.]], dtype=float32)
+        >>> import numpy as np
+        >>> caps = np.array([[[1.0, 0.0], [0.0, 2.0]]])
+        >>> keras.ops.convert_to_numpy(CapsuleMask()(caps))
+        array([[0., 0., 0., 2.]], dtype=float32)
     """
 
     def call(self, inputs, labels=None):

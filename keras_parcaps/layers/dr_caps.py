@@ -59,10 +59,10 @@ class DRCaps(keras.layers.Layer):
 
     Example:
 
-    >>> u = keras.random.normal((4, 6, 6, 32, 8))
-    >>> v = DRCaps(num_capsules=10, capsule_dim=16, share_weights=True)(u)
-    >>> tuple(v.shape)
-    (4, 10, 16)
+        >>> u = keras.random.normal((4, 6, 6, 32, 8))
+        >>> v = DRCaps(num_capsules=10, capsule_dim=16, share_weights=True)(u)
+        >>> tuple(v.shape)
+        (4, 10, 16)
 
     Reference:
         - [Sabour et al., 2017](https://arxiv.org/abs/1710.09829)

@@ -54,10 +54,10 @@ class EMClassCaps(keras.layers.Layer):
 
     Example:
 
-    >>> x = keras.random.uniform((2, 3, 3, 8, 17))
-    >>> y = EMClassCaps(num_classes=5, coordinate_addition=True)(x)
-    >>> tuple(y.shape)
-    (2, 5, 17)
+        >>> x = keras.random.uniform((2, 3, 3, 8, 17))
+        >>> y = EMClassCaps(num_classes=5, coordinate_addition=True)(x)
+        >>> tuple(y.shape)
+        (2, 5, 17)
 
     Reference:
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)

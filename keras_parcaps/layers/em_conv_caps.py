@@ -89,10 +89,10 @@ class EMConvCaps(keras.layers.Layer):
 
     Example:
 
-    >>> x = keras.random.uniform((2, 7, 7, 8, 17))
-    >>> y = EMConvCaps(num_capsules=4, kernel_size=3, strides=2)(x)
-    >>> tuple(y.shape)
-    (2, 3, 3, 4, 17)
+        >>> x = keras.random.uniform((2, 7, 7, 8, 17))
+        >>> y = EMConvCaps(num_capsules=4, kernel_size=3, strides=2)(x)
+        >>> tuple(y.shape)
+        (2, 3, 3, 4, 17)
 
     Reference:
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)

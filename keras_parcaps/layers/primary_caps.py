@@ -42,11 +42,11 @@ class PrimaryCaps(keras.layers.Layer):
 
     Example:
 
-    >>> x = keras.random.normal((2, 20, 20, 64))
-    >>> caps = PrimaryCaps(num_capsules=32, capsule_dim=8, kernel_size=9,
-    ...                    strides=2)(x)
-    >>> tuple(caps.shape)
-    (2, 6, 6, 32, 8)
+        >>> x = keras.random.normal((2, 20, 20, 64))
+        >>> caps = PrimaryCaps(num_capsules=32, capsule_dim=8, kernel_size=9,
+        ...                    strides=2)(x)
+        >>> tuple(caps.shape)
+        (2, 6, 6, 32, 8)
 
     Reference:
         - [Sabour et al., 2017](https://arxiv.org/abs/1710.09829)

@@ -30,12 +30,12 @@ def margin_loss(
 
     Example:
 
-    >>> import numpy as np
-    >>> y_true = np.array([[1.0, 0.0]])
-    >>> y_pred = np.array([[0.5, 0.3]])
-    >>> loss = margin_loss(y_true, y_pred)  # 0.4**2 + 0.5 * 0.2**2
-    >>> round(float(loss[0]), 4)
-    0.18
+        >>> import numpy as np
+        >>> y_true = np.array([[1.0, 0.0]])
+        >>> y_pred = np.array([[0.5, 0.3]])
+        >>> loss = margin_loss(y_true, y_pred)  # 0.4**2 + 0.5 * 0.2**2
+        >>> round(float(loss[0]), 4)
+        0.18
     """
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
@@ -67,10 +67,10 @@ class MarginLoss(keras.losses.Loss):
 
     Example:
 
-    >>> import numpy as np
-    >>> loss = MarginLoss()
-    >>> round(float(loss(np.array([[1.0, 0.0]]), np.array([[0.5, 0.3]]))), 4)
-    0.18
+        >>> import numpy as np
+        >>> loss = MarginLoss()
+        >>> round(float(loss(np.array([[1.0, 0.0]]), np.array([[0.5, 0.3]]))), 4)
+        0.18
 
     Reference:
         - [Sabour et al., 2017](https://arxiv.org/abs/1710.09829)

@@ -29,11 +29,11 @@ def spread_loss(y_true, y_pred, margin: float = 0.2):
 
     Example:
 
-    >>> import numpy as np
-    >>> loss = spread_loss(np.array([[1.0, 0.0, 0.0]]),
-    ...                    np.array([[0.5, 0.4, 0.1]]), margin=0.2)
-    >>> round(float(loss[0]), 4)  # 0.1**2 + 0
-    0.01
+        >>> import numpy as np
+        >>> loss = spread_loss(np.array([[1.0, 0.0, 0.0]]),
+        ...                    np.array([[0.5, 0.4, 0.1]]), margin=0.2)
+        >>> round(float(loss[0]), 4)  # 0.1**2 + 0
+        0.01
     """
     y_pred = ops.convert_to_tensor(y_pred)
     y_true = ops.convert_to_tensor(y_true)
@@ -62,11 +62,11 @@ class SpreadLoss(keras.losses.Loss):
 
     Example:
 
-    >>> import numpy as np
-    >>> loss = SpreadLoss(margin=0.2)
-    >>> round(float(loss(np.array([[1.0, 0.0, 0.0]]),
-    ...                  np.array([[0.5, 0.4, 0.1]]))), 4)
-    0.01
+        >>> import numpy as np
+        >>> loss = SpreadLoss(margin=0.2)
+        >>> round(float(loss(np.array([[1.0, 0.0, 0.0]]),
+        ...                  np.array([[0.5, 0.4, 0.1]]))), 4)
+        0.01
 
     Reference:
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)

@@ -31,10 +31,10 @@ class WeightedAccuracy(keras.metrics.Metric):
 
     Example:
 
-    >>> metric = WeightedAccuracy(num_classes=2, sparse=True)
-    >>> metric.update_state([0, 0, 0, 1], [[1, 0], [1, 0], [1, 0], [1, 0]])
-    >>> float(metric.result())
-    0.5
+        >>> metric = WeightedAccuracy(num_classes=2, sparse=True)
+        >>> metric.update_state([0, 0, 0, 1], [[1, 0], [1, 0], [1, 0], [1, 0]])
+        >>> float(metric.result())
+        0.5
 
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)

@@ -65,9 +65,9 @@ def build_em_capsnet(
 
     Example:
 
-    >>> model = build_em_capsnet(A=8, B=8, C=8, D=8)
-    >>> tuple(model.output.shape)
-    (None, 10)
+        >>> model = build_em_capsnet(A=8, B=8, C=8, D=8)
+        >>> tuple(model.output.shape)
+        (None, 10)
 
     Reference:
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)

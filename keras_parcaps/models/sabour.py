@@ -45,10 +45,10 @@ class SabourCapsNet(keras.Model):
 
     Example:
 
-    >>> model = SabourCapsNet(num_classes=3)
-    >>> images = keras.random.uniform((2, 28, 28, 1))
-    >>> tuple(model(images).shape), tuple(model.reconstruct(images).shape)
-    ((2, 3), (2, 28, 28, 1))
+        >>> model = SabourCapsNet(num_classes=3)
+        >>> images = keras.random.uniform((2, 28, 28, 1))
+        >>> tuple(model(images).shape), tuple(model.reconstruct(images).shape)
+        ((2, 3), (2, 28, 28, 1))
 
     Reference:
         - [Sabour et al., 2017](https://arxiv.org/abs/1710.09829)
@@ -185,9 +185,9 @@ def build_sabour_capsnet(
 
     Example:
 
-    >>> model = build_sabour_capsnet()
-    >>> model.count_params()
-    8215568
+        >>> model = build_sabour_capsnet()
+        >>> model.count_params()
+        8215568
     """
     model = SabourCapsNet(
         input_shape=input_shape,

@@ -20,9 +20,9 @@ def safe_norm(x, axis: int = -1, keepdims: bool = False, epsilon: float = 1e-7):
 
     Example:
 
-    >>> import numpy as np
-    >>> float(safe_norm(np.array([3.0, 4.0]), epsilon=0.0))
-    5.0
+        >>> import numpy as np
+        >>> float(safe_norm(np.array([3.0, 4.0]), epsilon=0.0))
+        5.0
     """
     squared = ops.sum(ops.square(x), axis=axis, keepdims=keepdims)
     return ops.sqrt(squared + epsilon)
@@ -45,10 +45,10 @@ def squash(x, axis: int = -1, epsilon: float = 1e-7):
 
     Example:
 
-    >>> import numpy as np
-    >>> v = squash(np.array([3.0, 4.0]))
-    >>> round(float(np.linalg.norm(v)), 4)  # 25 / 26
-    0.9615
+        >>> import numpy as np
+        >>> v = squash(np.array([3.0, 4.0]))
+        >>> round(float(np.linalg.norm(v)), 4)  # 25 / 26
+        0.9615
     """
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
     scale = squared / (1.0 + squared) / ops.sqrt(squared + epsilon)

@@ -36,8 +36,8 @@ def inverse_temperatures(routing_iterations: int, final_lambda: float = 0.01):
 
     Example:
 
-    >>> [round(x, 6) for x in inverse_temperatures(2)]
-    [0.0005, 0.000975]
+        >>> [round(x, 6) for x in inverse_temperatures(2)]
+        [0.0005, 0.000975]
     """
     return [final_lambda * (1.0 - 0.95 ** (i + 1)) for i in range(routing_iterations)]
 
@@ -124,6 +124,16 @@ def em_m_step(
         `(mean, variance, logits)`: the mean and variance `(..., n_out, D)`
         and the pre-sigmoid activations `(..., n_out)` (the activations are
         `sigmoid(logits)`; the E-step uses the logits to stay in log space).
+
+    Example:
+
+        >>> import numpy as np
+        >>> votes = np.random.default_rng(0).normal(size=(2, 6, 3, 16))
+        >>> mean, variance, logits = em_m_step(
+        ...     votes, np.ones((2, 6)), np.full((2, 6, 3), 1 / 3),
+        ...     np.zeros(3), np.zeros(3), inverse_temperature=0.01)
+        >>> tuple(mean.shape), tuple(variance.shape), tuple(logits.shape)
+        ((2, 3, 16), (2, 3, 16), (2, 3))
     """
     lead, (n_in, n_out) = votes.shape[:-3], votes.shape[-3:-1]
     flat = _flatten(votes)
@@ -160,6 +170,15 @@ def em_e_step(votes, mean, variance, logits):
 
     Returns:
         The assignments `R`, `(..., n_in, n_out)`, summing to 1 over outputs.
+
+    Example:
+
+        >>> import numpy as np
+        >>> votes = np.random.default_rng(0).normal(size=(2, 6, 3, 16))
+        >>> r = em_e_step(votes, np.zeros((2, 3, 16)), np.ones((2, 3, 16)),
+        ...               np.zeros((2, 3)))
+        >>> np.allclose(ops.convert_to_numpy(r).sum(-1), 1.0)
+        True
     """
     lead, (n_in, n_out, dim) = votes.shape[:-3], votes.shape[-3:]
     flat = _flatten(votes)
@@ -208,13 +227,13 @@ def em_routing(
 
     Example:
 
-    >>> import numpy as np
-    >>> votes = np.random.default_rng(0).normal(size=(2, 9, 3, 16))
-    >>> a_in = np.full((2, 9), 0.5)
-    >>> pose, a = em_routing(votes.astype("float32"), a_in.astype("float32"),
-    ...                      np.zeros(3), np.zeros(3))
-    >>> tuple(pose.shape), tuple(a.shape)
-    ((2, 3, 16), (2, 3))
+        >>> import numpy as np
+        >>> votes = np.random.default_rng(0).normal(size=(2, 9, 3, 16))
+        >>> a_in = np.full((2, 9), 0.5)
+        >>> pose, a = em_routing(votes.astype("float32"), a_in.astype("float32"),
+        ...                      np.zeros(3), np.zeros(3))
+        >>> tuple(pose.shape), tuple(a.shape)
+        ((2, 3, 16), (2, 3))
     """
     if not isinstance(routing_iterations, int) or routing_iterations < 1:
         raise ValueError(

@@ -34,11 +34,11 @@ def dynamic_routing(
 
     Example:
 
-    >>> import numpy as np
-    >>> votes = np.random.default_rng(0).normal(size=(2, 6, 3, 4))
-    >>> v, c = dynamic_routing(votes.astype("float32"), return_coupling=True)
-    >>> tuple(v.shape), tuple(c.shape)
-    ((2, 3, 4), (2, 6, 3))
+        >>> import numpy as np
+        >>> votes = np.random.default_rng(0).normal(size=(2, 6, 3, 4))
+        >>> v, c = dynamic_routing(votes.astype("float32"), return_coupling=True)
+        >>> tuple(v.shape), tuple(c.shape)
+        ((2, 3, 4), (2, 6, 3))
     """
     if routing_iterations < 1:
         raise ValueError(

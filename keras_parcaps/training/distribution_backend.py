@@ -34,8 +34,8 @@ def replica_batch_multiple(num_classes: int, n_devices: int) -> int:
 
     Example:
 
-    >>> replica_batch_multiple(num_classes=15, n_devices=2)  # 30-image batches
-    2
+        >>> replica_batch_multiple(num_classes=15, n_devices=2)  # 30-image batches
+        2
     """
     return n_devices // math.gcd(num_classes, n_devices)
 
@@ -56,9 +56,9 @@ def data_parallel(devices=None):
 
     Example:
 
-    >>> with data_parallel():  # doctest: +SKIP
-    ...     model = kp.models.build_parallel_dr(n_branches=12)
-    ...     model.fit(batches, epochs=700)
+        >>> with data_parallel():  # doctest: +SKIP
+        ...     model = kp.models.build_parallel_dr(n_branches=12)
+        ...     model.fit(batches, epochs=700)
     """
     backend = keras.backend.backend()
     devices = list(devices) if devices is not None else list_devices()

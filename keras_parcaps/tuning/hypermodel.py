@@ -36,8 +36,8 @@ def objective():
 
     Example:
 
-    >>> objective().name, objective().direction
-    ('val_wacc', 'max')
+        >>> objective().name, objective().direction
+        ('val_wacc', 'max')
     """
     return keras_tuner.Objective(OBJECTIVE, direction="max")
 
@@ -155,17 +155,18 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
 
     Example:
 
-    >>> import keras_tuner as kt
-    >>> hypermodel = ParallelCapsHyperModel("dr", input_shape=(64, 64, 3),
-    ...                                     num_classes=6, branches=(1, 4))
-    >>> hp = kt.HyperParameters()
-    >>> hypermodel.builder_call(hp)[0]
-    'build_parallel_dr'
-    >>> {k: hp.values[k] for k in ("branches", "capsule_size", "capsule_layers")}
-    {'branches': 4, 'capsule_size': 16, 'capsule_layers': 3}
-    >>> tuner = kt.RandomSearch(hypermodel, objective=objective(), max_trials=8,
-    ...                         directory="runs", project_name="dr")  # doctest: +SKIP
-    >>> tuner.search(x, y, validation_data=(xv, yv), epochs=5)  # doctest: +SKIP
+        >>> import keras_tuner as kt
+        >>> hypermodel = ParallelCapsHyperModel("dr", input_shape=(64, 64, 3),
+        ...                                     num_classes=6, branches=(1, 4))
+        >>> hp = kt.HyperParameters()
+        >>> hypermodel.builder_call(hp)[0]
+        'build_parallel_dr'
+        >>> {k: hp.values[k] for k in ("branches", "capsule_size", "capsule_layers")}
+        {'branches': 4, 'capsule_size': 16, 'capsule_layers': 3}
+        >>> tuner = kt.RandomSearch(
+        ...     hypermodel, objective=objective(), max_trials=8,
+        ...     directory="runs", project_name="dr")  # doctest: +SKIP
+        >>> tuner.search(x, y, validation_data=(xv, yv), epochs=5)  # doctest: +SKIP
 
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)

@@ -66,9 +66,9 @@ def trials_table(sources) -> list:
 
     Example:
 
-    >>> rows = trials_table(["runs/tune/dr", "runs/tune/em"])  # doctest: +SKIP
-    >>> rows[0]["branches"], rows[0]["val_wacc"]  # doctest: +SKIP
-    (12, 0.754)
+        >>> rows = trials_table(["runs/tune/dr", "runs/tune/em"])  # doctest: +SKIP
+        >>> rows[0]["branches"], rows[0]["val_wacc"]  # doctest: +SKIP
+        (12, 0.754)
     """
     if isinstance(sources, (str, Path)) or hasattr(sources, "oracle"):
         sources = [sources]
@@ -97,11 +97,11 @@ def write_trials_csv(rows, path) -> Path:
 
     Example:
 
-    >>> import tempfile, pathlib
-    >>> row = {"trial_id": "0", "kind": "dr", "branches": 4, "val_wacc": 0.6}
-    >>> path = write_trials_csv([row], pathlib.Path(tempfile.mkdtemp()) / "t.csv")
-    >>> path.read_text().splitlines()[1]
-    ',0,,dr,,4,,,,0.6,,'
+        >>> import tempfile, pathlib
+        >>> row = {"trial_id": "0", "kind": "dr", "branches": 4, "val_wacc": 0.6}
+        >>> path = write_trials_csv([row], pathlib.Path(tempfile.mkdtemp()) / "t.csv")
+        >>> path.read_text().splitlines()[1]
+        ',0,,dr,,4,,,,0.6,,'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,13 +121,13 @@ def branch_curves(rows) -> dict:
 
     Example:
 
-    >>> rows = [
-    ...     {"kind": "dr", "capsule_layers": 3, "parallel": True,
-    ...      "branches": 4, "val_wacc": wacc}
-    ...     for wacc in (0.5, 0.7)
-    ... ]
-    >>> branch_curves(rows)
-    {('dr', 3, True): [(4, 0.7)]}
+        >>> rows = [
+        ...     {"kind": "dr", "capsule_layers": 3, "parallel": True,
+        ...      "branches": 4, "val_wacc": wacc}
+        ...     for wacc in (0.5, 0.7)
+        ... ]
+        >>> branch_curves(rows)
+        {('dr', 3, True): [(4, 0.7)]}
     """
     curves = {}
     for row in rows:
@@ -156,15 +156,15 @@ def plot_branch_search(rows, path, title: str | None = None) -> Path:
 
     Example:
 
-    >>> import tempfile, pathlib
-    >>> rows = [
-    ...     {"kind": "dr", "capsule_layers": 3, "parallel": True,
-    ...      "branches": n, "val_wacc": wacc}
-    ...     for n, wacc in ((1, 0.70), (4, 0.72), (12, 0.75))
-    ... ]
-    >>> path = plot_branch_search(rows, pathlib.Path(tempfile.mkdtemp()) / "f.png")
-    >>> path.stat().st_size > 0
-    True
+        >>> import tempfile, pathlib
+        >>> rows = [
+        ...     {"kind": "dr", "capsule_layers": 3, "parallel": True,
+        ...      "branches": n, "val_wacc": wacc}
+        ...     for n, wacc in ((1, 0.70), (4, 0.72), (12, 0.75))
+        ... ]
+        >>> path = plot_branch_search(rows, pathlib.Path(tempfile.mkdtemp()) / "f.png")
+        >>> path.stat().st_size > 0
+        True
     """
     import matplotlib
 

@@ -29,8 +29,8 @@ def is_worker() -> bool:
 
     Example:
 
-    >>> is_worker()  # a plain, single-process run
-    False
+        >>> is_worker()  # a plain, single-process run
+        False
     """
     return (
         "KERASTUNER_ORACLE_IP" in os.environ
@@ -70,14 +70,14 @@ def make_tuner(
 
     Example:
 
-    >>> import tempfile
-    >>> from keras_parcaps.tuning import ParallelCapsHyperModel
-    >>> hypermodel = ParallelCapsHyperModel(
-    ...     "dr", input_shape=(16, 16, 3), num_classes=3, branches=(1, 1),
-    ...     capsule_layers=[2])
-    >>> tuner = make_tuner(hypermodel, tempfile.mkdtemp(), "dr", max_trials=3)
-    >>> tuner.oracle.objective.name, tuner.oracle.max_trials
-    ('val_wacc', 3)
+        >>> import tempfile
+        >>> from keras_parcaps.tuning import ParallelCapsHyperModel
+        >>> hypermodel = ParallelCapsHyperModel(
+        ...     "dr", input_shape=(16, 16, 3), num_classes=3, branches=(1, 1),
+        ...     capsule_layers=[2])
+        >>> tuner = make_tuner(hypermodel, tempfile.mkdtemp(), "dr", max_trials=3)
+        >>> tuner.oracle.objective.name, tuner.oracle.max_trials
+        ('val_wacc', 3)
     """
     check_choice("tuner", tuner, TUNERS)
     check_positive_int("max_trials", max_trials)
@@ -151,15 +151,15 @@ def search_branches(
 
     Example:
 
-    >>> data = kp.data.synthetic_cells(image_size=64)  # doctest: +SKIP
-    >>> folds = kp.data.stratified_folds(data.labels)  # doctest: +SKIP
-    >>> train, val = kp.data.fold_split(folds, 0)  # doctest: +SKIP
-    >>> result = search_branches(
-    ...     data.subset(train), data.subset(val), "runs/tune", kinds=("dr", "em"),
-    ...     max_trials=20, branches=(1, 8), capsule_layers=(2, 3),
-    ... )  # doctest: +SKIP
-    >>> result["csv"], result["plot"]  # doctest: +SKIP
-    (PosixPath('runs/tune/trials.csv'), PosixPath('runs/tune/branches.png'))
+        >>> data = kp.data.synthetic_cells(image_size=64)  # doctest: +SKIP
+        >>> folds = kp.data.stratified_folds(data.labels)  # doctest: +SKIP
+        >>> train, val = kp.data.fold_split(folds, 0)  # doctest: +SKIP
+        >>> result = search_branches(
+        ...     data.subset(train), data.subset(val), "runs/tune", kinds=("dr", "em"),
+        ...     max_trials=20, branches=(1, 8), capsule_layers=(2, 3),
+        ... )  # doctest: +SKIP
+        >>> result["csv"], result["plot"]  # doctest: +SKIP
+        (PosixPath('runs/tune/trials.csv'), PosixPath('runs/tune/branches.png'))
     """
     if isinstance(kinds, str):
         kinds = (kinds,)
