@@ -28,10 +28,15 @@ test: venv
 demo: venv
 	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(VENV)/bin/keras-parcaps demo $(if $(DATA),--data $(DATA)) $(DEMO_ARGS)
 
+# Prints every benchmark's markdown table, per backend (minutes to hours on a CPU).
 bench: venv
 	@for backend in $(BACKENDS); do \
-		KERAS_BACKEND=$$backend $(PY) benchmarks/run_all.py; \
+		for script in dr_caps em_caps group_conv2d parallel_branch models_step; do \
+			echo "## $$script ($$backend)"; \
+			KERAS_BACKEND=$$backend $(PY) benchmarks/$$script.py || exit 1; \
+		done; \
 	done
+	$(PY) benchmarks/data_pipeline.py
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
