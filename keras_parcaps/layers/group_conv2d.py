@@ -98,10 +98,10 @@ class GroupConv2D(keras.layers.Layer):
 
     Example:
 
-    >>> x = keras.random.normal((2, 50, 50, 256))
-    >>> y = GroupConv2D(256, 7, groups=64, padding="same")(x)
-    >>> tuple(y.shape)
-    (2, 50, 50, 256)
+        >>> x = keras.random.normal((2, 50, 50, 256))
+        >>> y = GroupConv2D(256, 7, groups=64, padding="same")(x)
+        >>> tuple(y.shape)
+        (2, 50, 50, 256)
 
     Reference:
         - [Xie et al., 2017](https://arxiv.org/abs/1611.05431) (ResNeXt)

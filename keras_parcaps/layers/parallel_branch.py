@@ -48,16 +48,16 @@ class ParallelBranch(keras.layers.Layer):
 
     Example:
 
-    >>> import keras_parcaps as kp
-    >>> x = keras.random.normal((2, 4, 4, 8))
-    >>> branch = keras.Sequential([
-    ...     keras.Input((4, 4, 8)),
-    ...     kp.layers.PrimaryCaps(2, 8),
-    ...     kp.layers.DRCaps(1, 16),
-    ... ])
-    >>> y = ParallelBranch(branch, n_branches=3)(x)
-    >>> tuple(y.shape)
-    (2, 3, 16)
+        >>> import keras_parcaps as kp
+        >>> x = keras.random.normal((2, 4, 4, 8))
+        >>> branch = keras.Sequential([
+        ...     keras.Input((4, 4, 8)),
+        ...     kp.layers.PrimaryCaps(2, 8),
+        ...     kp.layers.DRCaps(1, 16),
+        ... ])
+        >>> y = ParallelBranch(branch, n_branches=3)(x)
+        >>> tuple(y.shape)
+        (2, 3, 16)
 
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)

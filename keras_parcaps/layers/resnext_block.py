@@ -51,11 +51,11 @@ class ResNeXtBlock(keras.layers.Layer):
 
     Example:
 
-    >>> x = keras.random.normal((2, 16, 16, 64))
-    >>> y = ResNeXtBlock([64, 64, 128], cardinality=16, kernel_size=7,
-    ...                  strides=2)(x)
-    >>> tuple(y.shape)
-    (2, 8, 8, 128)
+        >>> x = keras.random.normal((2, 16, 16, 64))
+        >>> y = ResNeXtBlock([64, 64, 128], cardinality=16, kernel_size=7,
+        ...                  strides=2)(x)
+        >>> tuple(y.shape)
+        (2, 8, 8, 128)
 
     Reference:
         - [Xie et al., 2017](https://arxiv.org/abs/1611.05431)

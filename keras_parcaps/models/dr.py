@@ -119,9 +119,9 @@ def build_dr(
 
     Example:
 
-    >>> model = build_dr(input_shape=(64, 64, 3), capsule_layers=3)
-    >>> tuple(model.output.shape)
-    (None, 15)
+        >>> model = build_dr(input_shape=(64, 64, 3), capsule_layers=3)
+        >>> tuple(model.output.shape)
+        (None, 15)
 
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
@@ -195,9 +195,9 @@ def build_parallel_dr(
 
     Example:
 
-    >>> model = build_parallel_dr(input_shape=(64, 64, 3), n_branches=2)
-    >>> tuple(model.output.shape)
-    (None, 15)
+        >>> model = build_parallel_dr(input_shape=(64, 64, 3), n_branches=2)
+        >>> tuple(model.output.shape)
+        (None, 15)
 
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)

@@ -141,9 +141,9 @@ def build_em(
 
     Example:
 
-    >>> model = build_em(input_shape=(48, 48, 3))
-    >>> tuple(model.output.shape)
-    (None, 15)
+        >>> model = build_em(input_shape=(48, 48, 3))
+        >>> tuple(model.output.shape)
+        (None, 15)
 
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
@@ -213,9 +213,9 @@ def build_parallel_em(
 
     Example:
 
-    >>> model = build_parallel_em(input_shape=(48, 48, 3), n_branches=2)
-    >>> tuple(model.output.shape)
-    (None, 15)
+        >>> model = build_parallel_em(input_shape=(48, 48, 3), n_branches=2)
+        >>> tuple(model.output.shape)
+        (None, 15)
 
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)

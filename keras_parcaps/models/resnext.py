@@ -50,9 +50,9 @@ def build_resnext50(
 
     Example:
 
-    >>> model = build_resnext50(input_shape=(64, 64, 3))
-    >>> tuple(model.output.shape)
-    (None, 15)
+        >>> model = build_resnext50(input_shape=(64, 64, 3))
+        >>> tuple(model.output.shape)
+        (None, 15)
 
     Reference:
         - [Xie et al., 2017](https://arxiv.org/abs/1611.05431)
