@@ -45,7 +45,7 @@ wheel-check: venv
 	PY=$(PY) ci/wheel_check.sh
 
 lint: venv
-	$(VENV)/bin/ruff check keras_parcaps tests examples benchmarks
+	$(VENV)/bin/ruff check keras_parcaps tests examples benchmarks ci
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -14,7 +14,9 @@ import numpy as np
 import keras_parcaps as kp
 
 assert "site-packages" in kp.__file__, f"not the installed wheel: {kp.__file__}"
-model = kp.models.build_parallel_dr(input_shape=(32, 32, 3), num_classes=3, n_branches=2)
+model = kp.models.build_parallel_dr(
+    input_shape=(32, 32, 3), num_classes=3, n_branches=2
+)
 rng = np.random.default_rng(0)
 x = rng.uniform(size=(3, 32, 32, 3)).astype("float32")
 y = keras.utils.to_categorical([0, 1, 2], 3)
@@ -24,7 +26,11 @@ with tempfile.TemporaryDirectory() as tmp:
     path = os.path.join(tmp, "model.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
-                           atol=1e-6)
-print(f"wheel smoke test passed: keras-parcaps {kp.__version__} on "
-      f"{keras.backend.backend()}, loss {loss:.4f}", file=sys.stderr)
+np.testing.assert_allclose(
+    loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+)
+print(
+    f"wheel smoke test passed: keras-parcaps {kp.__version__} on "
+    f"{keras.backend.backend()}, loss {loss:.4f}",
+    file=sys.stderr,
+)
