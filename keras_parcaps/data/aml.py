@@ -43,6 +43,13 @@ def class_table(codes=None):
 
     Raises:
         ValueError: for an unknown code, listing the valid ones.
+
+    Example:
+
+        >>> class_table(["LYT", "NGS"])
+        [('NGS', 'Neutrophil (segmented)'), ('LYT', 'Lymphocyte (typical)')]
+        >>> len(class_table())
+        15
     """
     codes = AML_CODES if codes is None else _check_codes(codes)
     return [(code, AML_NAMES[code]) for code in AML_CODES if code in codes]
@@ -60,7 +67,7 @@ def _check_codes(codes):
 
 
 def read_annotations(path, labels: str = "original"):
-    """Reads `annotations.dat`: one `path label reann_1 reann_2` line per image.
+    r"""Reads `annotations.dat`: one `path label reann_1 reann_2` line per image.
 
     With `labels="original"` every image keeps the label of its folder. With
     `"reannotation_1"` or `"reannotation_2"` an image takes that column's
@@ -73,6 +80,22 @@ def read_annotations(path, labels: str = "original"):
 
     Returns:
         A dict `{relative image path: class code}` in file order.
+
+    Example:
+
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "annotations.dat"
+        >>> _ = path.write_text(
+        ...     "NGS/NGS_0001.tiff NGS nan nan\n"
+        ...     "LYT/LYT_0001.tiff LYT MON nan\n"
+        ...     "MON/MON_0001.tiff MON UNC nan\n"
+        ... )
+        >>> read_annotations(path)
+        {'NGS/NGS_0001.tiff': 'NGS', 'LYT/LYT_0001.tiff': 'LYT',
+         'MON/MON_0001.tiff': 'MON'}
+        >>> read_annotations(path, labels="reannotation_1")
+        {'NGS/NGS_0001.tiff': 'NGS', 'LYT/LYT_0001.tiff': 'MON'}
     """
     check_choice("labels", labels, LABEL_SOURCES)
     column = LABEL_SOURCES.index(labels) + 1
@@ -102,7 +125,32 @@ def read_annotations(path, labels: str = "original"):
 
 
 def annotation_counts(path, labels: str = "original"):
-    """Images per class code in `annotations.dat`, in the paper's order."""
+    r"""Images per class code in `annotations.dat`, in the paper's order.
+
+    Args:
+        path: The `annotations.dat` file.
+        labels: `"original"`, `"reannotation_1"` or `"reannotation_2"`
+            (see `read_annotations`).
+
+    Returns:
+        A dict `{code: count}` over all 15 codes, zeros included.
+
+    Example:
+
+        >>> import pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "annotations.dat"
+        >>> _ = path.write_text(
+        ...     "NGS/NGS_0001.tiff NGS nan nan\n"
+        ...     "LYT/LYT_0001.tiff LYT MON nan\n"
+        ...     "MON/MON_0001.tiff MON UNC nan\n"
+        ... )
+        >>> counts = annotation_counts(path, labels="reannotation_1")
+        >>> {code: n for code, n in counts.items() if n}
+        {'NGS': 1, 'MON': 1}
+        >>> len(counts)
+        15
+    """
     counts = Counter(read_annotations(path, labels).values())
     return {code: counts.get(code, 0) for code in AML_CODES}
 
@@ -116,7 +164,7 @@ def load_aml(
     on_error: str = "raise",
     annotations=None,
 ) -> ImageSet:
-    """Loads the AML-Cytomorphology_LMU layout.
+    r"""Loads the AML-Cytomorphology_LMU layout.
 
     `root` holds the 15 class folders (`NGS/NGS_0001.tiff`, ...) and
     `annotations.dat`. Labels come from `annotations.dat` (original or one of
@@ -141,8 +189,25 @@ def load_aml(
 
     Example:
 
-        >>> data = load_aml("AML-Cytomorphology_LMU", image_size=64)
-        ... # doctest: +SKIP
+        On the real download, `load_aml("AML-Cytomorphology_LMU")`; here a
+        tiny tree of the same layout:
+
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root = pathlib.Path(tmp.name)
+        >>> for code in ("NGS", "LYT"):
+        ...     (root / code).mkdir()
+        ...     Image.new("RGB", (40, 40)).save(root / code / f"{code}_0001.tiff")
+        >>> _ = (root / "annotations.dat").write_text(
+        ...     "NGS/NGS_0001.tiff NGS nan nan\n"
+        ...     "LYT/LYT_0001.tiff LYT nan nan\n"
+        ... )
+        >>> data = load_aml(root, classes=["LYT", "NGS"], image_size=16)
+        >>> data.class_names, data.full_names[0], data.labels.tolist()
+        (['NGS', 'LYT'], 'Neutrophil (segmented)', [0, 1])
+        >>> data.images().shape
+        (2, 16, 16, 3)
     """
     root = Path(root)
     if not root.is_dir():

@@ -31,9 +31,16 @@ def augment_images(
 
     Example:
 
-        >>> batch = np.zeros((2, 8, 8, 3), np.uint8)
-        >>> augment_images(batch, rng=0).shape
-        (2, 8, 8, 3)
+        >>> image = np.array([[1, 2], [3, 4]], np.uint8)
+        >>> batch = np.stack([image, image])[..., None].repeat(3, axis=-1)
+        >>> out = augment_images(batch, rng=0, max_rotation=0)  # flips only
+        >>> out.shape, out.dtype
+        ((2, 2, 2, 3), dtype('uint8'))
+        >>> out[..., 0].tolist()  # the same seed gives the same flips
+        [[[2, 1], [4, 3]], [[4, 3], [2, 1]]]
+        >>> rotated = augment_images(np.zeros((1, 8, 8, 3), np.uint8), rng=0)
+        >>> rotated.shape
+        (1, 8, 8, 3)
     """
     rng = np.random.default_rng(rng)
     images = np.asarray(images)
@@ -65,6 +72,15 @@ def dihedral_orientations(images) -> list:
 
     Returns:
         A list of 8 arrays; the first is `images` itself.
+
+    Example:
+
+        >>> image = np.array([[1, 2], [3, 4]])[None, ..., None]  # (1, 2, 2, 1)
+        >>> views = dihedral_orientations(image)
+        >>> [view[0, ..., 0].tolist() for view in views[:2]]  # as is, turned 90
+        [[[1, 2], [3, 4]], [[2, 4], [1, 3]]]
+        >>> len({view.tobytes() for view in views})  # all 8 differ
+        8
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1] != images.shape[2]:

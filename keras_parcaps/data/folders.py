@@ -46,6 +46,19 @@ def decode_image(path, image_size=None) -> np.ndarray:
 
     Raises:
         ValueError: naming the file, when it cannot be decoded.
+
+    Example:
+
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "cell.png"
+        >>> Image.new("L", (30, 20), color=200).save(path)  # grayscale, 30 wide
+        >>> image = decode_image(path, image_size=8)
+        >>> image.shape, image.dtype, image[0, 0].tolist()
+        ((8, 8, 3), dtype('uint8'), [200, 200, 200])
+        >>> decode_image(path).shape  # its own size: (height, width, 3)
+        (20, 30, 3)
     """
     size = _image_size(image_size)
     try:
@@ -86,6 +99,24 @@ def scan_class_folders(root, classes=None):
         ValueError: when there is no class folder, a requested class has no
             folder (the message lists the available ones), or a requested
             class folder holds no image.
+
+    Example:
+
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root = pathlib.Path(tmp.name)
+        >>> for name, count in (("eosinophil", 2), ("lymphocyte", 1)):
+        ...     (root / name).mkdir()
+        ...     for i in range(count):
+        ...         Image.new("RGB", (24, 20)).save(root / name / f"{i}.png")
+        >>> paths, labels, names = scan_class_folders(root)
+        >>> names, labels.tolist()
+        (['eosinophil', 'lymphocyte'], [0, 0, 1])
+        >>> [pathlib.Path(p).name for p in paths]
+        ['0.png', '1.png', '0.png']
+        >>> scan_class_folders(root, classes=["lymphocyte"])[2]
+        ['lymphocyte']
     """
     root = Path(root)
     if not root.is_dir():
@@ -193,10 +224,16 @@ class ImageSet:
 
     Example:
 
-        >>> data = ImageSet(None, [0, 1], ["a", "b"],
-        ...                 images=np.zeros((2, 8, 8, 3), np.uint8))
-        >>> data.images([1]).shape
-        (1, 8, 8, 3)
+        >>> images = np.zeros((3, 8, 8, 3), np.uint8)
+        >>> images[2] = 255
+        >>> data = ImageSet(None, [0, 1, 1], ["a", "b"], images=images)
+        >>> len(data), data.num_classes, data.class_counts().tolist()
+        (3, 2, [1, 2])
+        >>> data.images([2]).shape, int(data.images([2]).max())
+        ((1, 8, 8, 3), 255)
+        >>> part = data.subset([2, 0])  # shares the decoded images
+        >>> part.labels.tolist(), int(part.images()[0].min())
+        ([1, 0], 255)
     """
 
     def __init__(
@@ -336,8 +373,19 @@ def load_class_folders(
 
     Example:
 
-        >>> data = load_class_folders("../shared/data/bccd_wbc", image_size=64)
-        ... # doctest: +SKIP
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> root = pathlib.Path(tmp.name)
+        >>> for name, count in (("eosinophil", 2), ("lymphocyte", 1)):
+        ...     (root / name).mkdir()
+        ...     for i in range(count):
+        ...         Image.new("RGB", (24, 20)).save(root / name / f"{i}.png")
+        >>> data = load_class_folders(root, image_size=16)
+        >>> data.class_names, data.class_counts().tolist()
+        (['eosinophil', 'lymphocyte'], [2, 1])
+        >>> data.images().shape  # every image resized to 16x16
+        (3, 16, 16, 3)
     """
     paths, labels, names = scan_class_folders(root, classes)
     return ImageSet(

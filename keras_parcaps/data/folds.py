@@ -23,8 +23,14 @@ def stratified_folds(labels, n_folds: int = 5, seed: int = 0) -> np.ndarray:
 
     Example:
 
-        >>> stratified_folds([0] * 5 + [1] * 5, n_folds=5).tolist()
-        ... # doctest: +SKIP
+        >>> labels = np.array([0] * 5 + [1] * 5)
+        >>> folds = stratified_folds(labels, n_folds=5, seed=0)
+        >>> folds.shape, folds.dtype
+        ((10,), dtype('int64'))
+        >>> [sorted(labels[folds == k].tolist()) for k in range(5)]
+        [[0, 1], [0, 1], [0, 1], [0, 1], [0, 1]]
+        >>> np.array_equal(folds, stratified_folds(labels, n_folds=5, seed=0))
+        True
     """
     check_positive_int("n_folds", n_folds, minimum=2)
     labels = np.asarray(labels)
@@ -49,6 +55,20 @@ def fold_split(folds, fold: int):
     """`(train_indices, validation_indices)` for validation fold `fold`.
 
     Images with a negative fold (the small-data test set) are in neither.
+
+    Args:
+        folds: The fold of each image, from `stratified_folds` or
+            `small_data_split`.
+        fold: The validation fold.
+
+    Returns:
+        Two `int64` index arrays.
+
+    Example:
+
+        >>> train, val = fold_split([0, 1, 0, 1, -1], fold=0)
+        >>> train.tolist(), val.tolist()
+        ([1, 3], [0, 2])
     """
     folds = np.asarray(folds)
     n_folds = int(folds.max()) + 1
@@ -79,6 +99,15 @@ def small_data_split(
 
     Returns:
         An `int64` array: the fold of each image, or -1 for the test set.
+
+    Example:
+
+        >>> labels = np.array([0] * 6 + [1] * 3)
+        >>> folds = small_data_split(labels, max_per_class=2, n_folds=2)
+        >>> [int(np.sum((labels == c) & (folds >= 0))) for c in (0, 1)]
+        [2, 2]
+        >>> np.bincount(folds[folds >= 0]).tolist(), int(np.sum(folds == -1))
+        ([2, 2], 5)
     """
     check_positive_int("max_per_class", max_per_class)
     labels = np.asarray(labels)

@@ -21,7 +21,15 @@ def data_dir(name: str | None = None) -> Path | None:
 
     Example:
 
-        >>> path = data_dir("bccd_wbc")  # None where the data is absent
+        >>> import os, pathlib, tempfile
+        >>> from unittest import mock
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> (pathlib.Path(tmp.name) / "bccd_wbc").mkdir()
+        >>> with mock.patch.dict(os.environ, {"PARCAPS_DATA": tmp.name}):
+        ...     print(data_dir("bccd_wbc") == pathlib.Path(tmp.name, "bccd_wbc"))
+        ...     print(data_dir("no_such_dataset"))
+        True
+        None
     """
     candidates = []
     if os.environ.get("PARCAPS_DATA"):

@@ -15,7 +15,19 @@ from keras_parcaps.data.augment import augment_images
 
 
 def to_model_input(images) -> np.ndarray:
-    """`uint8` images to the models' input: `float32` in `[0, 1]`."""
+    """`uint8` images to the models' input: `float32` in `[0, 1]`.
+
+    Args:
+        images: `uint8` array of any shape.
+
+    Returns:
+        A `float32` array of the same shape, divided by 255.
+
+    Example:
+
+        >>> to_model_input(np.array([0, 51, 255], np.uint8))
+        array([0. , 0.2, 1. ], dtype=float32)
+    """
     return np.asarray(images, dtype=np.float32) / 255.0
 
 
@@ -58,17 +70,36 @@ class OnePerClassBatches(_Batches):
         steps_per_epoch: Batches per epoch (the paper's 500 iterations).
         augment: Whether to apply `augment_images` (flips, rotations).
         seed: Seed of the sampling and the augmentation.
+        images_per_class: Images of each class in a batch. Default 1 (the
+            paper); data-parallel training takes
+            `kp.training.replica_batch_multiple` so batches split evenly.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
 
     Example:
 
-        >>> batches = OnePerClassBatches(data, steps_per_epoch=500)  # doctest: +SKIP
-        >>> model.fit(batches, epochs=10)  # doctest: +SKIP
+        Three NGS images and one LYT: the LYT image is in every batch.
+
+        >>> from keras_parcaps.data import synthetic_cells
+        >>> data = synthetic_cells(counts=[3, 1], classes=["NGS", "LYT"],
+        ...                        image_size=16)
+        >>> batches = OnePerClassBatches(data, steps_per_epoch=4, augment=False)
+        >>> len(batches)
+        4
+        >>> x, y = batches[0]
+        >>> x.shape, x.dtype, y.sum(axis=0).tolist()
+        ((2, 16, 16, 3), dtype('float32'), [1.0, 1.0])
+        >>> [sorted(batches.batch_indices(i).tolist()) for i in range(4)]
+        [[2, 3], [0, 3], [1, 3], [1, 3]]
+
+        `model.fit(batches, epochs=10)` trains on them; `kp.training.train`
+        does that with checkpoints and resume.
     """
 
     def __init__(self, data, steps_per_epoch: int = 500, augment: bool = True,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, images_per_class: int = 1, **kwargs):
         super().__init__(data, steps_per_epoch, augment, seed, **kwargs)
+        check_positive_int("images_per_class", images_per_class)
+        self.images_per_class = images_per_class
         self.members = [
             np.flatnonzero(data.labels == label) for label in range(data.num_classes)
         ]
@@ -86,12 +117,16 @@ class OnePerClassBatches(_Batches):
         """Indices into `data` of the images of batch `index` of this epoch."""
         step = self.epoch * self.steps_per_epoch + int(index)
         picks = []
+        k = self.images_per_class
         for label, members in enumerate(self.members):
-            cycle, position = divmod(step, len(members))
-            order = np.random.default_rng([self.seed, label, cycle]).permutation(
-                len(members)
-            )
-            picks.append(members[order[position]])
+            # Draw `k * step` onwards of the class's walk: with k = 1 the
+            # batches are those of the paper's one-per-class sampling.
+            for draw in range(k * step, k * (step + 1)):
+                cycle, position = divmod(draw, len(members))
+                order = np.random.default_rng([self.seed, label, cycle]).permutation(
+                    len(members)
+                )
+                picks.append(members[order[position]])
         shuffle = np.random.default_rng([self.seed, 1, step]).permutation(len(picks))
         return np.asarray(picks)[shuffle]
 
@@ -116,6 +151,22 @@ class ShuffledBatches(_Batches):
         augment: Whether to apply `augment_images`.
         seed: Seed of the shuffling and the augmentation.
         **kwargs: `keras.utils.PyDataset` arguments.
+
+    Example:
+
+        >>> from keras_parcaps.data import ImageSet
+        >>> data = ImageSet(None, [0, 1, 1, 0], ["a", "b"],
+        ...                 images=np.zeros((4, 8, 8, 3), np.uint8))
+        >>> ordered = ShuffledBatches(data, batch_size=3, shuffle=False)
+        >>> len(ordered), [ordered.batch_indices(i).tolist() for i in range(2)]
+        (2, [[0, 1, 2], [3]])
+        >>> x, y = ordered[0]
+        >>> x.shape, y.tolist()
+        ((3, 8, 8, 3), [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        >>> shuffled = ShuffledBatches(data, batch_size=3, seed=0)
+        >>> seen = np.concatenate([shuffled.batch_indices(i) for i in range(2)])
+        >>> sorted(seen.tolist())  # every image once per pass
+        [0, 1, 2, 3]
     """
 
     def __init__(self, data, batch_size: int = 32, steps_per_epoch=None,

@@ -87,10 +87,26 @@ def _texture(rng, size, sigma):
 def draw_cell(code: str, size: int = 64, rng=None) -> np.ndarray:
     """Draws one image `(size, size, 3)` `uint8` of class `code`.
 
+    A white cell of the class, nucleus and cytoplasm drawn as in
+    `synthetic_cells`, on a background of red cells.
+
     Args:
         code: One of `SYNTHETIC_CODES`.
         size: Image side in pixels.
         rng: A `numpy.random.Generator` or seed.
+
+    Returns:
+        Array `(size, size, 3)` of `uint8`.
+
+    Example:
+
+        >>> image = draw_cell("LYT", size=16, rng=0)
+        >>> image.shape, image.dtype
+        ((16, 16, 3), dtype('uint8'))
+        >>> np.array_equal(image, draw_cell("LYT", size=16, rng=0))  # seeded
+        True
+        >>> np.array_equal(image, draw_cell("LYT", size=16, rng=1))
+        False
     """
     rng = np.random.default_rng(rng)
     row = next((r for r in SYNTHETIC_CLASSES if r[0] == code), None)
@@ -163,6 +179,12 @@ def synthetic_cells(
         >>> data = synthetic_cells(counts=4, image_size=32)
         >>> len(data), data.images().shape[1:]
         (24, (32, 32, 3))
+        >>> data.class_names
+        ['NGS', 'NGB', 'LYT', 'MON', 'EOS', 'BAS']
+        >>> small = synthetic_cells(counts={"LYT": 2, "EOS": 1},
+        ...                         classes=["LYT", "EOS"], image_size=8)
+        >>> small.full_names, small.labels.tolist()
+        (['Lymphocyte (typical)', 'Eosinophil'], [0, 0, 1])
     """
     codes = list(SYNTHETIC_CODES if classes is None else classes)
     rows = {row[0]: row for row in SYNTHETIC_CLASSES}
