@@ -17,6 +17,23 @@ def predict_orientations(model, images, batch_size: int = 32) -> np.ndarray:
 
     Returns:
         Array `(8, n, classes)`; index 0 is the original orientation.
+
+    Example:
+
+        >>> import keras
+        >>> from keras_parcaps.data import ImageSet
+        >>> images = np.zeros((4, 4, 4, 3), np.uint8)  # red, red, green, green
+        >>> images[:2, ..., 0] = images[2:, ..., 1] = 255
+        >>> data = ImageSet(None, [0, 0, 1, 2], ["red", "green", "blue"],
+        ...                 images=images)
+        >>> # Scores are the mean colour: a model blind to orientation.
+        >>> model = keras.Sequential(
+        ...     [keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D()])
+        >>> scores = predict_orientations(model, images)
+        >>> scores.shape
+        (8, 4, 3)
+        >>> scores[0].argmax(-1).tolist(), agreement(scores)
+        ([0, 0, 1, 1], 1.0)
     """
     images = np.asarray(images)
     if images.dtype == np.uint8:
@@ -40,6 +57,8 @@ def agreement(predictions) -> float:
         A float in `[0, 1]`, whether or not the class is correct.
 
     Example:
+
+        Two orientations of three images; the third changes class:
 
         >>> agreement(np.array([[0, 1, 2], [0, 1, 0]]))
         0.6666666666666666

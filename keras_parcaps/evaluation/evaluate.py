@@ -37,6 +37,27 @@ def evaluate_model(
         The report dict of `classification_report`, plus `files` when
         `out_dir` is given, `predictions` (integer classes) and
         `orientation_predictions` (`(8, n)` classes, or `None`).
+
+    Example:
+
+        >>> import keras
+        >>> from keras_parcaps.data import ImageSet
+        >>> images = np.zeros((4, 4, 4, 3), np.uint8)  # red, red, green, green
+        >>> images[:2, ..., 0] = images[2:, ..., 1] = 255
+        >>> data = ImageSet(None, [0, 0, 1, 2], ["red", "green", "blue"],
+        ...                 images=images)
+        >>> # Scores are the mean colour: a model blind to orientation.
+        >>> model = keras.Sequential(
+        ...     [keras.Input((4, 4, 3)), keras.layers.GlobalAveragePooling2D()])
+        >>> import tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> report = evaluate_model(model, data, out_dir=tmp.name)
+        >>> report["predictions"], report["acc"], report["wacc"], report["agr"]
+        ([0, 0, 1, 1], 0.75, 0.6666666666666666, 1.0)
+        >>> sorted(report["files"])
+        ['confusion_matrix', 'csv', 'json', 'markdown']
+        >>> evaluate_model(model, data, orientations=False)["agr"] is None
+        True
     """
     images = data.images()
     if orientations:

@@ -22,6 +22,16 @@ def plot_confusion_matrix(matrix, class_names, path, normalize: bool = True) -> 
 
     Returns:
         The path written, as a string.
+
+    Example:
+
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = plot_confusion_matrix([[5, 1], [0, 3]], ["NGS", "LYT"],
+        ...                              pathlib.Path(tmp.name) / "cm.png")
+        >>> pathlib.Path(path).name, Image.open(path).format
+        ('cm.png', 'PNG')
     """
     matrix = np.asarray(matrix)
     rows = matrix.sum(axis=1, keepdims=True)
@@ -54,13 +64,32 @@ def _number(text):
 
 
 def plot_training_curves(log_csv, path) -> str:
-    """Plots every column of a Keras `CSVLogger` file against the epoch.
+    r"""Plots every column of a Keras `CSVLogger` file against the epoch.
 
     Losses go on the left axes, accuracies and other metrics on the right;
-    validation columns are dashed.
+    validation columns are dashed. `NA` cells (a metric missing from an
+    epoch) are left as gaps.
+
+    Args:
+        log_csv: The `CSVLogger` file, such as `log.csv` of
+            `kp.training.train`.
+        path: Output PNG file.
 
     Returns:
         The path written, as a string.
+
+    Example:
+
+        >>> import pathlib, tempfile
+        >>> from PIL import Image
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> log = pathlib.Path(tmp.name) / "log.csv"
+        >>> _ = log.write_text("epoch,acc,loss,val_acc,val_loss\n"
+        ...                    "0,0.50,1.20,0.45,1.30\n"
+        ...                    "1,0.70,0.80,NA,NA\n")
+        >>> path = plot_training_curves(log, pathlib.Path(tmp.name) / "curves.png")
+        >>> Image.open(path).format
+        'PNG'
     """
     with open(log_csv) as file:
         rows = list(csv.DictReader(file))

@@ -80,7 +80,25 @@ def classification_report(
 
 
 def format_table(report: dict) -> str:
-    """The Table 2-style rows of `report` as a markdown table."""
+    """The Table 2-style rows of `report` as a markdown table.
+
+    Args:
+        report: A dict from `classification_report`.
+
+    Returns:
+        The table, one line per class and a `Total` line.
+
+    Example:
+
+        >>> report = classification_report([0, 1, 1], [0, 1, 0], ["A", "B"],
+        ...                                ["Type A", "Type B"])
+        >>> print(format_table(report))
+        | Type of cell | Images | Precision | Sensitivity |
+        | --- | ---: | ---: | ---: |
+        | Type A (A) | 1 | 0.500 | 1.000 |
+        | Type B (B) | 2 | 1.000 | 0.500 |
+        | Total | 3 | 0.750 | 0.750 |
+    """
     lines = [
         "| Type of cell | Images | Precision | Sensitivity |",
         "| --- | ---: | ---: | ---: |",
@@ -99,7 +117,22 @@ def format_table(report: dict) -> str:
 
 
 def format_summary(report: dict) -> str:
-    """One line: Acc, WAcc and Agr in percent, as in Table 1."""
+    """One line: Acc, WAcc and Agr in percent, as in Table 1.
+
+    Args:
+        report: A dict from `classification_report`.
+
+    Returns:
+        A string such as `"Acc 91.2  WAcc 85.0  Agr 97.5%  (n=600)"`.
+
+    Example:
+
+        >>> views = [[0, 1, 0]] * 7 + [[0, 1, 1]]  # 8 orientations, 3 images
+        >>> report = classification_report([0, 1, 1], [0, 1, 0], ["A", "B"],
+        ...                                orientation_predictions=views)
+        >>> format_summary(report)
+        'Acc 66.7  WAcc 75.0  Agr 66.7%  (n=3)'
+    """
     agr = "n/a" if report["agr"] is None else f"{100 * report['agr']:.1f}%"
     return (
         f"Acc {100 * report['acc']:.1f}  WAcc {100 * report['wacc']:.1f}  "
@@ -110,8 +143,29 @@ def format_summary(report: dict) -> str:
 def write_report(report: dict, out_dir, prefix: str = "report") -> dict:
     """Writes `report` as JSON, the Table 2 rows as CSV and markdown.
 
+    The markdown file holds `format_summary` and `format_table`.
+
+    Args:
+        report: A dict from `classification_report`.
+        out_dir: Output folder, created if needed.
+        prefix: File name prefix: `{prefix}.json`, `{prefix}_table.csv`,
+            `{prefix}.md`.
+
     Returns:
         A dict of the written paths: `json`, `csv`, `markdown`.
+
+    Example:
+
+        >>> import json, pathlib, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> report = classification_report([0, 1, 1], [0, 1, 0], ["A", "B"])
+        >>> files = write_report(report, tmp.name)
+        >>> sorted(pathlib.Path(path).name for path in files.values())
+        ['report.json', 'report.md', 'report_table.csv']
+        >>> json.loads(pathlib.Path(files["json"]).read_text())["wacc"]
+        0.75
+        >>> pathlib.Path(files["csv"]).read_text().splitlines()[1]
+        'A,A,1,0.5000,1.0000'
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
