@@ -38,9 +38,41 @@ def get_builder(name, **options):
             Options the builder does not accept are dropped with a warning,
             so one command line serves builders of different signatures.
 
+    Returns:
+        The function `build`, with the options it passes in `build.options`.
+
     Raises:
         ValueError: for an unknown name, or a builder that this installation
             does not have (the message lists those it has).
+
+    Example:
+
+        >>> build = get_builder("parallel_dr", n_branches=4)
+        >>> build.__name__, build.options
+        ('build_parallel_dr', {'n_branches': 4})
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     build = get_builder("resnext50", n_branches=4)
+        >>> build.options, str(caught[0].message)
+        ({}, "Model 'resnext50' takes no option(s) ['n_branches']; ignored.")
+
+        A builder of your own, called as `build(input_shape, num_classes)`:
+
+        >>> import keras
+        >>> def tiny(input_shape, num_classes, width=4):
+        ...     return keras.Sequential([
+        ...         keras.Input(input_shape),
+        ...         keras.layers.Flatten(),
+        ...         keras.layers.Dense(width),
+        ...         keras.layers.Dense(num_classes, activation="softmax"),
+        ...     ])
+        >>> model = get_builder(tiny, width=8)((8, 8, 3), num_classes=3)
+        >>> model.layers[-2].units, tuple(model(keras.ops.zeros((1, 8, 8, 3))).shape)
+        (8, (1, 3))
+        >>> get_builder("no_such_model")
+        Traceback (most recent call last):
+            ...
+        ValueError: Unknown or unavailable model 'no_such_model' ...
     """
     if callable(name):
         function, label = name, getattr(name, "__name__", "builder")

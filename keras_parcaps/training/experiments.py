@@ -1,6 +1,8 @@
 """Whole experiments: one fold, the 5-fold CV, and the small-data protocol."""
 
+import contextlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,10 @@ from keras_parcaps.data.folds import fold_split, small_data_split, stratified_fo
 from keras_parcaps.evaluation.evaluate import evaluate_model
 from keras_parcaps.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from keras_parcaps.evaluation.report import classification_report, write_report
+from keras_parcaps.training.distribution_backend import (
+    data_parallel,
+    replica_batch_multiple,
+)
 from keras_parcaps.training.trainer import train
 
 
@@ -25,6 +31,7 @@ def train_and_evaluate(
     steps_per_epoch: int = 500,
     validate: bool = True,
     orientations: bool = True,
+    distribute: bool = False,
     **train_options,
 ) -> dict:
     """Builds a model, trains it (resumably) and evaluates it on `test_data`.
@@ -44,22 +51,67 @@ def train_and_evaluate(
         steps_per_epoch: Iterations per epoch.
         validate: Whether to evaluate `test_data` after every epoch.
         orientations: Whether to compute Agr (8 predictions per image).
+        distribute: Whether to build and train inside
+            `kp.training.data_parallel()` (every GPU, else every CPU
+            device), with `replica_batch_multiple` images per class so each
+            batch splits evenly. The per-epoch validation is skipped (its
+            last, partial batch does not split: JAX refuses it, TensorFlow's
+            MirroredStrategy fails on it); the final evaluation runs on one
+            device after training.
         **train_options: More arguments of `kp.training.train`.
 
     Returns:
         The evaluation report (see `kp.evaluation.evaluate_model`).
+
+    Example:
+
+        >>> import keras, os, tempfile
+        >>> from keras_parcaps.data import synthetic_cells
+        >>> def build(input_shape, num_classes):  # stands for get_builder(...)
+        ...     model = keras.Sequential([
+        ...         keras.Input(input_shape),
+        ...         keras.layers.GlobalAveragePooling2D(),
+        ...         keras.layers.Dense(num_classes, activation="softmax"),
+        ...     ])
+        ...     model.compile(loss="categorical_crossentropy")
+        ...     return model
+        >>> data = synthetic_cells(counts=2, classes=["LYT", "EOS"], image_size=8)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> report = train_and_evaluate(build, data, data, tmp.name, epochs=1,
+        ...                             steps_per_epoch=1, validate=False,
+        ...                             orientations=False, verbose=0)
+        >>> report["n"], 0.0 <= report["acc"] <= 1.0, report["agr"]
+        (4, True, None)
+        >>> sorted(report["files"])
+        ['confusion_matrix', 'csv', 'json', 'markdown', 'training_curves']
+        >>> os.path.isfile(os.path.join(tmp.name, "model.keras"))
+        True
     """
     out_dir = Path(out_dir)
-    model = builder(_image_shape(train_data), train_data.num_classes)
-    train(
-        model,
-        train_data,
-        out_dir,
-        val_data=test_data if validate else None,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        **train_options,
-    )
+    with data_parallel() if distribute else contextlib.nullcontext() as devices:
+        if distribute:
+            train_options.setdefault(
+                "images_per_class",
+                replica_batch_multiple(train_data.num_classes, len(devices)),
+            )
+            if validate:
+                warnings.warn(
+                    "Per-epoch validation is skipped when training "
+                    "data-parallel (its last batch would not split evenly "
+                    "across devices); the final evaluation still runs.",
+                    stacklevel=2,
+                )
+                validate = False
+        model = builder(_image_shape(train_data), train_data.num_classes)
+        train(
+            model,
+            train_data,
+            out_dir,
+            val_data=test_data if validate else None,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            **train_options,
+        )
     report = evaluate_model(model, test_data, out_dir, orientations=orientations)
     if (out_dir / "log.csv").is_file():
         report["files"]["training_curves"] = plot_training_curves(
@@ -145,6 +197,33 @@ def cross_validate(
     Returns:
         The pooled report, with `folds` (per-fold metrics) and the fold
         means and standard deviations.
+
+    Example:
+
+        Two folds of a tiny model; every image is predicted once, by the
+        model of the fold that did not train on it.
+
+        >>> import keras, os, tempfile
+        >>> from keras_parcaps.data import synthetic_cells
+        >>> def build(input_shape, num_classes):  # stands for get_builder(...)
+        ...     model = keras.Sequential([
+        ...         keras.Input(input_shape),
+        ...         keras.layers.GlobalAveragePooling2D(),
+        ...         keras.layers.Dense(num_classes, activation="softmax"),
+        ...     ])
+        ...     model.compile(loss="categorical_crossentropy")
+        ...     return model
+        >>> data = synthetic_cells(counts=4, classes=["LYT", "EOS"], image_size=8)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> report = cross_validate(build, data, tmp.name, n_folds=2, epochs=1,
+        ...                         steps_per_epoch=1, validate=False,
+        ...                         orientations=False, verbose=0)
+        >>> report["n"], [fold["n"] for fold in report["folds"]]
+        (8, [4, 4])
+        >>> "acc_fold_mean" in report, "agr_fold_mean" in report
+        (True, False)
+        >>> sorted(name for name in os.listdir(tmp.name) if "report" in name)
+        ['cv_report.json', 'cv_report.md', 'cv_report_table.csv']
     """
     if folds is None:
         folds = stratified_folds(data.labels, n_folds, seed)
@@ -172,8 +251,42 @@ def small_data(
     (so an image of the shared test set counts once per run) and holds
     `max_per_class`.
 
+    Args:
+        builder: `build(input_shape, num_classes) -> compiled model`.
+        data: An `ImageSet`.
+        out_dir: Output folder; the pooled report is `cv_report.*`.
+        max_per_class: `x`, the number of images per class in the folds.
+        n_folds: Number of folds. Default 5.
+        run_folds: Optional subset of folds to run (default all).
+        seed: Seed of the split, the sampling and augmentation.
+        **options: Arguments of `train_and_evaluate` (epochs, ...).
+
     Returns:
         The pooled report (see `cross_validate`).
+
+    Example:
+
+        With `x = 2` of 4 images per class: one run trains on one fold (2
+        images) and tests on the other fold (2) and the 4 images above `x`.
+
+        >>> import keras, os, tempfile
+        >>> from keras_parcaps.data import synthetic_cells
+        >>> def build(input_shape, num_classes):  # stands for get_builder(...)
+        ...     model = keras.Sequential([
+        ...         keras.Input(input_shape),
+        ...         keras.layers.GlobalAveragePooling2D(),
+        ...         keras.layers.Dense(num_classes, activation="softmax"),
+        ...     ])
+        ...     model.compile(loss="categorical_crossentropy")
+        ...     return model
+        >>> data = synthetic_cells(counts=4, classes=["LYT", "EOS"], image_size=8)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> report = small_data(build, data, tmp.name, max_per_class=2,
+        ...                     n_folds=2, run_folds=[0], epochs=1,
+        ...                     steps_per_epoch=1, validate=False,
+        ...                     orientations=False, verbose=0)
+        >>> report["max_per_class"], report["n"]
+        (2, 6)
     """
     folds = small_data_split(data.labels, max_per_class, n_folds, seed)
     rest = np.flatnonzero(folds < 0)

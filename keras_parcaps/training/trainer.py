@@ -57,6 +57,22 @@ def recalibrate_batch_norm(model, batches, num_batches: int = 32,
 
     Returns:
         The number of BatchNormalization layers recalibrated.
+
+    Example:
+
+        >>> model = keras.Sequential(
+        ...     [keras.Input((1,)), keras.layers.BatchNormalization()])
+        >>> x = np.array([[1.0], [2.0], [3.0], [6.0]], "float32")
+        >>> batches = [(x, None), (x + 4, None)]  # any indexable (x, y) pairs
+        >>> recalibrate_batch_norm(model, batches, num_batches=2)
+        1
+        >>> layer = model.layers[0]  # mean and variance of all 8 values
+        >>> keras.ops.convert_to_numpy(layer.moving_mean).tolist()
+        [5.0]
+        >>> keras.ops.convert_to_numpy(layer.moving_variance).tolist()
+        [7.5]
+        >>> layer.momentum  # restored
+        0.99
     """
     layers = _batch_norm_layers(model)
     if not layers:
@@ -96,8 +112,29 @@ def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
     kind (margin, spread or cross-entropy); the builders already compile
     with that loss, which is kept.
 
+    Args:
+        model: A compiled Keras model.
+        num_classes: Number of classes, for `WeightedAccuracy`.
+        learning_rate: Nadam learning rate. Default 1e-3.
+
+    Returns:
+        `model`, recompiled.
+
     Raises:
         ValueError: when `model` was never compiled (it has no loss).
+
+    Example:
+
+        >>> model = keras.Sequential(
+        ...     [keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+        >>> model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        >>> model = compile_for_training(model, num_classes=2)
+        >>> type(model.optimizer).__name__, model.loss
+        ('Nadam', 'categorical_crossentropy')
+        >>> compile_for_training(keras.Sequential([keras.Input((3,))]), 2)
+        Traceback (most recent call last):
+            ...
+        ValueError: The model has no loss: compile it first ...
     """
     loss = getattr(model, "loss", None)
     if loss is None:
@@ -131,6 +168,7 @@ def train(
     verbose="auto",
     callbacks=None,
     recalibrate_bn: bool = True,
+    images_per_class: int = 1,
 ):
     """Trains `model` for `epochs` epochs of `steps_per_epoch` iterations.
 
@@ -165,9 +203,42 @@ def train(
             precise averages over 32 training batches before every
             validation and after training (`recalibrate_batch_norm`); short
             runs need it, and it does not change the training itself.
+        images_per_class: Images of each class in a one-per-class batch
+            (`batch_size=None`); see `kp.training.replica_batch_multiple`.
 
     Returns:
         The `keras.callbacks.History` of this call (only the epochs it ran).
+
+    Example:
+
+        A tiny model for 2 epochs of 2 iterations; in real use the model is
+        `kp.models.build_parallel_dr(...)` and the run 700 epochs of 500.
+
+        >>> import os, tempfile
+        >>> from keras_parcaps.data import synthetic_cells
+        >>> data = synthetic_cells(counts=2, classes=["LYT", "EOS"], image_size=8)
+        >>> model = keras.Sequential([
+        ...     keras.Input((8, 8, 3)),
+        ...     keras.layers.GlobalAveragePooling2D(),
+        ...     keras.layers.Dense(2, activation="softmax"),
+        ... ])
+        >>> model.compile(loss="categorical_crossentropy")
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> history = train(model, data, tmp.name, epochs=2, steps_per_epoch=2,
+        ...                 verbose=0)
+        >>> sorted(history.history), len(history.history["loss"])
+        (['acc', 'loss', 'wacc'], 2)
+        >>> sorted(os.listdir(tmp.name))
+        ['backup', 'checkpoints', 'log.csv', 'model.keras', 'run.json']
+        >>> sorted(os.listdir(os.path.join(tmp.name, "checkpoints")))
+        ['epoch_001.weights.h5', 'epoch_002.weights.h5']
+
+        Called again, the finished run resumes after its last epoch, so
+        nothing is left to run:
+
+        >>> train(model, data, tmp.name, epochs=2, steps_per_epoch=2,
+        ...       verbose=0).history
+        {}
     """
     check_positive_int("epochs", epochs)
     check_positive_int("steps_per_epoch", steps_per_epoch)
@@ -176,7 +247,9 @@ def train(
     if recompile:
         compile_for_training(model, train_data.num_classes, learning_rate)
     if batch_size is None:
-        batches = OnePerClassBatches(train_data, steps_per_epoch, augment, seed)
+        batches = OnePerClassBatches(
+            train_data, steps_per_epoch, augment, seed, images_per_class
+        )
     else:
         batches = ShuffledBatches(
             train_data, batch_size, steps_per_epoch, augment=augment, seed=seed
@@ -190,6 +263,7 @@ def train(
                 "epochs": epochs,
                 "steps_per_epoch": steps_per_epoch,
                 "batch_size": batch_size,
+                "images_per_class": images_per_class if batch_size is None else None,
                 "augment": augment,
                 "learning_rate": learning_rate,
                 "seed": seed,
