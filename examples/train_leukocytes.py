@@ -6,6 +6,8 @@
 
 Without --data it uses the built-in synthetic cells. The same run, with more
 options, is `keras-parcaps train`. Killed runs resume when restarted.
+--distribute trains data-parallel on every GPU (JAX or TensorFlow backend; see
+docs/distributed.md).
 """
 
 import argparse
@@ -24,6 +26,8 @@ def main():
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--out", default="runs/train_leukocytes")
+    parser.add_argument("--distribute", action="store_true",
+                        help="build and train inside kp.training.data_parallel()")
     args = parser.parse_args()
 
     options = {} if args.branches is None else {"n_branches": args.branches}
@@ -38,6 +42,7 @@ def main():
         args.out,
         epochs=args.epochs,
         steps_per_epoch=args.steps,
+        distribute=args.distribute,
     )
     print(kp.evaluation.format_summary(report))
     print(kp.evaluation.format_table(report))

@@ -124,6 +124,7 @@ def _train_options(args):
         "seed": args.seed,
         "verbose": args.verbose,
         "orientations": not args.no_agr,
+        "distribute": args.distribute,
     }
 
 
@@ -261,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument("--n-folds", type=int, default=5)
     small.add_argument("--folds", type=_folds, default=None)
     small.set_defaults(func=_cmd_small_data)
+    for command in (demo, train, cv, small):
+        command.add_argument(
+            "--distribute", action="store_true",
+            help="train data-parallel on every GPU (else every CPU device) "
+            "with Keras's engines: JAX DataParallel or TensorFlow "
+            "MirroredStrategy; one-per-class batches take enough images per "
+            "class to split evenly across devices",
+        )
     return parser
 
 

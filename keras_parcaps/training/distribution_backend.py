@@ -22,6 +22,11 @@ def list_devices() -> list[str]:
 
         gpus = tf.config.list_logical_devices("GPU")
         return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    if backend == "torch":
+        import torch
+
+        # `keras.distribution` does not exist for the torch backend.
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
     return list(keras.distribution.list_devices())
 
 

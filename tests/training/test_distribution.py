@@ -4,14 +4,35 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
+from PIL import Image
 
+from keras_parcaps.data.sampling import OnePerClassBatches
 from keras_parcaps.training.distribution_backend import (
     data_parallel,
+    list_devices,
     replica_batch_multiple,
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BACKEND = keras.backend.backend()
+# Two CPU devices on JAX and TensorFlow (see mirrored_step.py); one on torch.
+TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def _run_two_devices(*args):
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.training.mirrored_step", *args],
+        cwd=ROOT,
+        env={**os.environ, **TWO_DEVICES},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 @pytest.mark.skipif(
@@ -61,3 +82,76 @@ def test_empty_devices():
     with pytest.raises(ValueError, match="devices"):
         with data_parallel([]):
             pass
+
+
+class _Labels:
+    """The part of an `ImageSet` that `OnePerClassBatches` samples from."""
+
+    class_names = ["a", "b", "c"]
+    num_classes = 3
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2, 2])
+
+
+def test_images_per_class_batches():
+    data = _Labels()
+    one = OnePerClassBatches(data, steps_per_epoch=5)
+    two = OnePerClassBatches(data, steps_per_epoch=5, images_per_class=2)
+    for step in range(5):
+        picks = two.batch_indices(step)
+        assert len(picks) == 6 and len(picks) % 2 == 0
+        assert np.bincount(data.labels[picks], minlength=3).tolist() == [2, 2, 2]
+    # Each class walks its own images: class "c" (5 images) repeats none
+    # within 2 batches of 2 draws, class "a" (2 images) shows both per batch.
+    c_draws = np.concatenate([two.batch_indices(s) for s in range(2)])
+    c_draws = c_draws[data.labels[c_draws] == 2]
+    assert len(set(c_draws.tolist())) == 4
+    a_draws = two.batch_indices(3)[data.labels[two.batch_indices(3)] == 0]
+    assert sorted(a_draws.tolist()) == [0, 1]
+    # images_per_class=1 is the paper's sampling, unchanged.
+    assert len(one.batch_indices(0)) == 3
+    with pytest.raises(ValueError, match="images_per_class"):
+        OnePerClassBatches(data, images_per_class=0)
+
+
+def test_list_devices():
+    devices = list_devices()
+    assert devices and all(isinstance(d, str) for d in devices)
+
+
+def test_cli_distribute_splits_batches_evenly(tmp_path):
+    """`keras-parcaps train --distribute` on two devices with three classes.
+
+    One image per class would give batches of 3, which two devices cannot
+    share (JAX refuses to shard them): `--distribute` takes 2 per class.
+    """
+    rng = np.random.default_rng(0)
+    for code in ("a", "b", "c"):
+        (tmp_path / code).mkdir()
+        for i in range(5):
+            pixels = rng.integers(0, 255, size=(24, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / code / f"{i}.png")
+    out = tmp_path / "run"
+    _run_two_devices(
+        "cli", "train", "--data", str(tmp_path), "--image-size", "24",
+        "--model", "tests.training.tiny_models:tiny_capsnet", "--epochs", "1",
+        "--steps", "2", "--no-agr", "--verbose", "0", "--distribute",
+        "--out", str(out),
+    )
+    run = json.loads((out / "run.json").read_text())
+    devices = 1 if BACKEND == "torch" else 2
+    assert run["images_per_class"] == replica_batch_multiple(3, devices)
+    assert (run["images_per_class"] * 3) % devices == 0
+    assert (out / "model.keras").is_file()
+    assert json.loads((out / "report.json").read_text())["n"] == 3
+
+
+@pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="tf.distribute.MirroredStrategy is the TensorFlow backend's engine "
+    "(JAX's DataParallel is tested above; torch has none in Keras 3)",
+)
+def test_mirrored_strategy_trains_parallel_dr():
+    out = json.loads(_run_two_devices().strip().splitlines()[-1])
+    assert out["devices"] == 2 and out["replicas"] == 2
+    assert all(np.isfinite(out["losses"]))
+    assert out["moved"] > 1e-4
