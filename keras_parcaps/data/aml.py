@@ -189,9 +189,8 @@ def load_aml(
 
     Example:
 
-        On the real download, `load_aml("AML-Cytomorphology_LMU")`; here a
-        tiny tree of the same layout:
-
+        >>> # On the real download: load_aml("AML-Cytomorphology_LMU").
+        >>> # Here a tiny tree of the same layout:
         >>> import pathlib, tempfile
         >>> from PIL import Image
         >>> tmp = tempfile.TemporaryDirectory()

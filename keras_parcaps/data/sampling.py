@@ -77,8 +77,7 @@ class OnePerClassBatches(_Batches):
 
     Example:
 
-        Three NGS images and one LYT: the LYT image is in every batch.
-
+        >>> # Three NGS images and one LYT: the LYT image is in every batch.
         >>> from keras_parcaps.data import synthetic_cells
         >>> data = synthetic_cells(counts=[3, 1], classes=["NGS", "LYT"],
         ...                        image_size=16)
@@ -90,9 +89,9 @@ class OnePerClassBatches(_Batches):
         ((2, 16, 16, 3), dtype('float32'), [1.0, 1.0])
         >>> [sorted(batches.batch_indices(i).tolist()) for i in range(4)]
         [[2, 3], [0, 3], [1, 3], [1, 3]]
-
-        `model.fit(batches, epochs=10)` trains on them; `kp.training.train`
-        does that with checkpoints and resume.
+        >>> pairs = OnePerClassBatches(data, 4, augment=False, images_per_class=2)
+        >>> pairs[0][1].sum(axis=0).tolist()  # two of each class per batch
+        [2.0, 2.0]
     """
 
     def __init__(self, data, steps_per_epoch: int = 500, augment: bool = True,

@@ -58,8 +58,7 @@ def agreement(predictions) -> float:
 
     Example:
 
-        Two orientations of three images; the third changes class:
-
+        >>> # Two orientations of three images; the third changes class.
         >>> agreement(np.array([[0, 1, 2], [0, 1, 0]]))
         0.6666666666666666
     """

@@ -55,9 +55,7 @@ def get_builder(name, **options):
         ...     build = get_builder("resnext50", n_branches=4)
         >>> build.options, str(caught[0].message)
         ({}, "Model 'resnext50' takes no option(s) ['n_branches']; ignored.")
-
-        A builder of your own, called as `build(input_shape, num_classes)`:
-
+        >>> # A builder of your own, called as build(input_shape, num_classes):
         >>> import keras
         >>> def tiny(input_shape, num_classes, width=4):
         ...     return keras.Sequential([

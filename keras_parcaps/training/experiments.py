@@ -200,9 +200,8 @@ def cross_validate(
 
     Example:
 
-        Two folds of a tiny model; every image is predicted once, by the
-        model of the fold that did not train on it.
-
+        >>> # Two folds of a tiny model; every image is predicted once, by
+        >>> # the model of the fold that did not train on it.
         >>> import keras, os, tempfile
         >>> from keras_parcaps.data import synthetic_cells
         >>> def build(input_shape, num_classes):  # stands for get_builder(...)
@@ -266,9 +265,8 @@ def small_data(
 
     Example:
 
-        With `x = 2` of 4 images per class: one run trains on one fold (2
-        images) and tests on the other fold (2) and the 4 images above `x`.
-
+        >>> # x = 2 of 4 images per class: one run trains on one fold (2
+        >>> # images) and tests on the other fold (2) and the 4 images above x.
         >>> import keras, os, tempfile
         >>> from keras_parcaps.data import synthetic_cells
         >>> def build(input_shape, num_classes):  # stands for get_builder(...)

@@ -211,9 +211,8 @@ def train(
 
     Example:
 
-        A tiny model for 2 epochs of 2 iterations; in real use the model is
-        `kp.models.build_parallel_dr(...)` and the run 700 epochs of 500.
-
+        >>> # A tiny model for 2 epochs of 2 iterations; in real use the model
+        >>> # is kp.models.build_parallel_dr(...) and the run 700 epochs of 500.
         >>> import os, tempfile
         >>> from keras_parcaps.data import synthetic_cells
         >>> data = synthetic_cells(counts=2, classes=["LYT", "EOS"], image_size=8)
@@ -232,10 +231,8 @@ def train(
         ['backup', 'checkpoints', 'log.csv', 'model.keras', 'run.json']
         >>> sorted(os.listdir(os.path.join(tmp.name, "checkpoints")))
         ['epoch_001.weights.h5', 'epoch_002.weights.h5']
-
-        Called again, the finished run resumes after its last epoch, so
-        nothing is left to run:
-
+        >>> # Called again, the finished run resumes after its last epoch:
+        >>> # nothing is left to run.
         >>> train(model, data, tmp.name, epochs=2, steps_per_epoch=2,
         ...       verbose=0).history
         {}
