@@ -1,3 +1,5 @@
+import keras
+import numpy as np
 import pytest
 
 import keras_parcaps as kp
@@ -40,6 +42,35 @@ def test_build_parallel_dr_trains_saves_loads(capsule_size, capsule_layers):
     expected = (2, capsule_size) if capsule_layers > 2 else (2, 2, 4, 128)
     assert tuple(branches.output.shape[1:]) == expected
     check_trains_saves_loads(model, 3)
+
+
+# Initialisation is backend-independent, and TensorFlow runs these 40 steps
+# fastest here; a collapse shows on any backend.
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="initialisation check, run once on the fastest backend",
+)
+@pytest.mark.parametrize(
+    "builder,kwargs",
+    [(kp.models.build_dr, {}), (kp.models.build_parallel_dr, dict(n_branches=2))],
+)
+def test_three_layer_networks_learn(builder, kwargs):
+    # With routed sums near 1 at initialisation, 6 Class-Caps over 2 Mid-Caps
+    # routed one-hot, saturated, and predicted one class whatever the image
+    # (loss flat at 1.2).
+    keras.utils.set_random_seed(0)
+    data = kp.data.synthetic_cells(counts=8, image_size=32, seed=0)
+    model = builder(
+        input_shape=(32, 32, 3), num_classes=data.num_classes, capsule_layers=3,
+        **kwargs,
+    )
+    batches = kp.data.OnePerClassBatches(data, steps_per_epoch=20, augment=False)
+    losses = model.fit(batches, epochs=2, verbose=0).history["loss"]
+    assert losses[1] < 0.5 * losses[0]
+    scores = model(kp.data.to_model_input(data.images()), training=True)
+    predictions = np.argmax(keras.ops.convert_to_numpy(scores), axis=1)
+    assert np.mean(predictions == data.labels) >= 0.8
+    assert len(np.unique(predictions)) == data.num_classes
 
 
 @pytest.mark.parametrize(
