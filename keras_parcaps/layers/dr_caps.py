@@ -26,13 +26,21 @@ class DRCaps(keras.layers.Layer):
     parallel-CapsNet paper) every input capsule has its own `W`, so the grid
     position is not encoded.
 
-    The votes are computed by one einsum against the unreplicated weights:
-    nothing is tiled over the batch, and the largest intermediate is the vote
-    tensor, `batch x n_in x num_capsules x capsule_dim` floats. With a single
-    output capsule the coupling is 1: the layer then skips the votes and
-    contracts inputs and weights in one matrix product, whose largest
-    intermediate is the output itself. Votes and routing run in float32
-    under mixed precision.
+    Nothing is tiled over the batch. The layer routes by one of two exact
+    formulations, whichever has the smaller largest intermediate:
+    - Votes: one einsum against the unreplicated weights gives the votes,
+      `batch x n_in x num_capsules x capsule_dim` floats, then
+      `keras_parcaps.ops.dynamic_routing`.
+    - Factored: the votes are never formed. `sum_i c_ij W_ij u_i` is taken
+      as `sum_t W_tj (sum_p c_ptj u_pt)` over types `t` and grid positions
+      `p`, and the agreement `u_hat_ij . v_j` as `u_i . (W_ij^T v_j)`, so the
+      largest intermediate is `batch x n_types x num_capsules x in_dim`
+      (the coupling aside). With shared weights on a grid this is
+      `grid_area * capsule_dim / in_dim` times smaller than the votes: 72x
+      for Sabour's DigitCaps.
+    With a single output capsule the coupling is 1: the layer contracts
+    inputs and weights in one matrix product, whose largest intermediate is
+    the output itself. Routing runs in float32 under mixed precision.
 
     Args:
         num_capsules: Number of output capsules, at least 1.
@@ -135,32 +143,29 @@ class DRCaps(keras.layers.Layer):
         n_weights, in_dim = kernel.shape[0], kernel.shape[1]
         n_in = math.prod(inputs.shape[1:-1])
         out_size = self.num_capsules * self.capsule_dim
-        flat_kernel = ops.reshape(kernel, (n_weights, in_dim, out_size))
-        if self.share_weights:
-            inputs = ops.reshape(inputs, (-1, n_in // n_weights, n_weights, in_dim))
-        else:
-            inputs = ops.reshape(inputs, (-1, n_in, in_dim))
-
         if self.num_capsules == 1:
             # The coupling is 1, so v = squash(sum_i W_i u_i): one matmul
             # over (n_in * in_dim), without the votes.
             if self.share_weights:
+                inputs = ops.reshape(
+                    inputs, (-1, n_in // n_weights, n_weights, in_dim)
+                )
                 inputs = ops.sum(inputs, axis=1)
             inputs = ops.reshape(inputs, (-1, n_weights * in_dim))
-            sums = ops.matmul(inputs, ops.reshape(flat_kernel, (-1, out_size)))
+            sums = ops.matmul(inputs, ops.reshape(kernel, (-1, out_size)))
             outputs = squash(ops.reshape(sums, (-1, 1, self.capsule_dim)))
             return ops.cast(outputs, self.compute_dtype)
 
         if self.share_weights:
-            votes = ops.einsum("bptk,tko->bpto", inputs, flat_kernel)
+            inputs = ops.reshape(inputs, (-1, n_in // n_weights, n_weights, in_dim))
         else:
-            votes = ops.einsum("bik,iko->bio", inputs, flat_kernel)
-        votes = ops.reshape(votes, (-1, n_in, self.num_capsules, self.capsule_dim))
-        outputs = dynamic_routing(
-            votes,
-            routing_iterations=self.routing_iterations,
-            stop_gradient=self.stop_gradient,
-        )
+            inputs = ops.reshape(inputs, (-1, 1, n_in, in_dim))
+        grid_area = inputs.shape[1]
+        if 2 * in_dim <= grid_area * self.capsule_dim:
+            route = _route_factored
+        else:
+            route = _route_votes
+        outputs = route(inputs, kernel, self.routing_iterations, self.stop_gradient)
         return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -184,3 +189,47 @@ class DRCaps(keras.layers.Layer):
             }
         )
         return config
+
+
+def _route_votes(inputs, kernel, routing_iterations, stop_gradient):
+    """Routing over explicit votes; `inputs` (batch, grid, types, in_dim)."""
+    n_types, in_dim, n_out, out_dim = kernel.shape
+    flat_kernel = ops.reshape(kernel, (n_types, in_dim, n_out * out_dim))
+    votes = ops.einsum("bptk,tko->bpto", inputs, flat_kernel)
+    votes = ops.reshape(votes, (-1, inputs.shape[1] * n_types, n_out, out_dim))
+    return dynamic_routing(
+        votes, routing_iterations=routing_iterations, stop_gradient=stop_gradient
+    )
+
+
+def _route_factored(inputs, kernel, routing_iterations, stop_gradient):
+    """The same routing without forming the votes (see `DRCaps`).
+
+    `inputs` (batch, grid, types, in_dim), `kernel` (types, in_dim, n_out,
+    out_dim); W is shared over the grid positions of a type.
+    """
+    n_out = kernel.shape[2]
+    detached_inputs, detached_kernel = inputs, kernel
+    if stop_gradient:
+        detached_inputs = ops.stop_gradient(inputs)
+        detached_kernel = ops.stop_gradient(kernel)
+    # The first coupling is uniform: sum over the grid, then one contraction.
+    last = routing_iterations == 1
+    pooled = ops.sum(inputs if last else detached_inputs, axis=1)
+    sums = ops.einsum(
+        "btk,tkjd->bjd", pooled, kernel if last else detached_kernel
+    ) / n_out
+    outputs = squash(sums)
+    logits = None
+    for i in range(1, routing_iterations):
+        # The agreement u_hat_ij . v_j is u_i . (W_ij^T v_j).
+        pulled = ops.einsum("tkjd,bjd->btjk", detached_kernel, outputs)
+        agreement = ops.einsum("btjk,bptk->bptj", pulled, detached_inputs)
+        logits = agreement if logits is None else logits + agreement
+        coupling = ops.softmax(logits, axis=-1)
+        last = i == routing_iterations - 1
+        u = inputs if last else detached_inputs
+        w = kernel if last else detached_kernel
+        weighted = ops.einsum("bptj,bptk->btjk", coupling, u)
+        outputs = squash(ops.einsum("btjk,tkjd->bjd", weighted, w))
+    return outputs

@@ -1,8 +1,11 @@
+import keras
 import numpy as np
 import pytest
 from keras import ops
 
 from keras_parcaps.layers import DRCaps
+from keras_parcaps.layers.dr_caps import _route_factored, _route_votes
+from tests.backend_utils import gradients
 from tests.layer_checks import run_layer_checks
 from tests.ops.test_routing import numpy_procedure_1
 
@@ -51,10 +54,13 @@ def _numpy_votes(u, kernel, share_weights):
     return votes.reshape(batch, -1, kernel.shape[2], kernel.shape[3])
 
 
+# in_dim 5 routes unshared weights over votes, in_dim 2 factored; shared
+# weights on the 3x3 grid always route factored.
 @pytest.mark.parametrize("share_weights", [False, True])
 @pytest.mark.parametrize("num_capsules", [1, 4])
-def test_matches_numpy_procedure_1(rng, share_weights, num_capsules):
-    u = rng.normal(size=(2, 3, 3, 2, 5)).astype("float32")
+@pytest.mark.parametrize("in_dim", [5, 2])
+def test_matches_numpy_procedure_1(rng, share_weights, num_capsules, in_dim):
+    u = rng.normal(size=(2, 3, 3, 2, in_dim)).astype("float32")
     layer = DRCaps(num_capsules, 6, routing_iterations=3, share_weights=share_weights)
     layer.build(u.shape)
     kernel = rng.normal(size=layer.kernel.shape).astype("float32") * 0.5
@@ -65,6 +71,45 @@ def test_matches_numpy_procedure_1(rng, share_weights, num_capsules):
     )
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert np.all(np.linalg.norm(got, axis=-1) < 1)
+
+
+class _Routing(keras.layers.Layer):
+    """Inputs and kernel as weights, so one gradient call covers both."""
+
+    def __init__(self, route, u, kernel, stop_gradient, iterations):
+        super().__init__()
+        self.route, self.stop, self.iterations = route, stop_gradient, iterations
+        self.u = self.add_weight(shape=u.shape, initializer="zeros", name="u")
+        self.kernel = self.add_weight(
+            shape=kernel.shape, initializer="zeros", name="kernel"
+        )
+        self.u.assign(u)
+        self.kernel.assign(kernel)
+
+    def call(self, x, training=None):
+        return self.route(self.u.value, self.kernel.value, self.iterations, self.stop)
+
+
+@pytest.mark.parametrize("grid", [1, 4])
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+@pytest.mark.parametrize("stop_gradient", [False, True])
+def test_factored_routing_equals_routing_over_votes(
+    rng, grid, iterations, stop_gradient
+):
+    u = rng.normal(size=(3, grid, 5, 4)).astype("float32")
+    kernel = rng.normal(size=(5, 4, 3, 6)).astype("float32") * 0.3
+    target = rng.normal(size=(3, 3, 6)).astype("float32")
+    results = []
+    for route in (_route_votes, _route_factored):
+        layer = _Routing(route, u, kernel, stop_gradient, iterations)
+        outputs = ops.convert_to_numpy(layer(None))
+        grads = gradients(layer, None, lambda v: ops.sum(ops.multiply(v, target)))
+        results.append((outputs, grads))
+    (votes_out, votes_grads), (factored_out, factored_grads) = results
+    np.testing.assert_allclose(factored_out, votes_out, rtol=1e-5, atol=1e-6)
+    for factored, votes in zip(factored_grads, votes_grads, strict=True):
+        assert np.abs(votes).max() > 0
+        np.testing.assert_allclose(factored, votes, rtol=1e-4, atol=1e-6)
 
 
 def test_weight_counts():
