@@ -7,7 +7,9 @@ import keras
 import numpy as np
 
 from keras_parcaps._checks import check_positive_int
+from keras_parcaps.callbacks.spread_margin_schedule import SpreadMarginSchedule
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
+from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
 
 
@@ -180,7 +182,10 @@ def train(
     are appended to `out_dir/log.csv`. Calling `train` again with the same
     `out_dir` after a kill resumes at the last finished epoch (only the
     unfinished epoch is lost); calling it on a finished run does nothing.
-    The final model is saved as `out_dir/model.keras`.
+    The final model is saved as `out_dir/model.keras`. A model trained with
+    `SpreadLoss` (the EM builders) gets the paper's margin ramp,
+    `kp.callbacks.SpreadMarginSchedule()` per epoch, unless `callbacks`
+    already holds one.
 
     Args:
         model: A built, compiled Keras model mapping `float32` images in
@@ -283,6 +288,10 @@ def train(
         keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
         *(callbacks or []),
     ]
+    if isinstance(model.loss, SpreadLoss) and not any(
+        isinstance(callback, SpreadMarginSchedule) for callback in all_callbacks
+    ):
+        all_callbacks.append(SpreadMarginSchedule())
     if recalibrate_bn and validation is not None:
         all_callbacks.insert(1, _PreciseBatchNorm(batches))
     history = model.fit(

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_parcaps as kp
 from keras_parcaps.data import synthetic_cells
 from keras_parcaps.training import compile_for_training, recalibrate_batch_norm, train
 from keras_parcaps.training.builders import BUILDERS, get_builder
@@ -88,3 +89,17 @@ def test_recalibrate_batch_norm_against_numpy(rng):
     assert np.allclose(keras.ops.convert_to_numpy(norm.moving_mean), mean, atol=1e-4)
     assert np.allclose(keras.ops.convert_to_numpy(norm.moving_variance), var,
                        rtol=1e-3)
+
+
+def test_spread_loss_models_get_the_margin_ramp(tmp_path):
+    data = synthetic_cells(counts=2, image_size=24, seed=0)
+    model = tiny_capsnet((24, 24, 3), data.num_classes)
+    model.compile(optimizer="nadam", loss=kp.losses.SpreadLoss())
+    train(model, data, tmp_path, epochs=3, steps_per_epoch=1, verbose=0)
+    # Epochs 0, 1, 2 ran with margins 0.2, 0.3, 0.4 (Hinton's 0.1 per epoch).
+    assert model.loss.margin == pytest.approx(0.4)
+    # A schedule of the caller's own replaces the default one.
+    schedule = kp.callbacks.SpreadMarginSchedule(start=0.5, end=0.9, ramp_length=2)
+    train(model, data, tmp_path / "own", epochs=2, steps_per_epoch=1, verbose=0,
+          callbacks=[schedule])
+    assert model.loss.margin == pytest.approx(0.7)
