@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 DATA ?=
 DEMO_ARGS ?=
 
-.PHONY: venv test demo bench lint docs wheel-check clean
+.PHONY: venv test demo bench bench-all lint docs wheel-check clean
 
 $(VENV)/.installed: pyproject.toml ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,17 @@ test: venv
 demo: venv
 	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(VENV)/bin/keras-parcaps demo $(if $(DATA),--data $(DATA)) $(DEMO_ARGS)
 
-# Prints every benchmark's markdown table, per backend (minutes to hours on a CPU).
+# Regenerates the "Benchmark suite" tables of docs/benchmarks.md: every layer and
+# builder, jit_compile off and on, against each backend's own matmul FLOP/s (about
+# 10-15 minutes per backend on a quiet 2-core CPU). On a GPU:
+#   make bench BENCH_ARGS="--size paper --timeout 300"
+BENCH_ARGS ?=
 bench: venv
+	$(PY) benchmarks/suite.py --backend $(BACKENDS) $(BENCH_ARGS)
+
+# Prints every per-component benchmark's markdown table, per backend (the figures of
+# the hand-written sections of docs/benchmarks.md; minutes to hours on a CPU).
+bench-all: venv
 	@for backend in $(BACKENDS); do \
 		for script in dr_caps em_caps group_conv2d parallel_branch models_step; do \
 			echo "## $$script ($$backend)"; \
