@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -396,16 +397,28 @@ def spawn(backend, task, timeout):
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     script = str(Path(__file__).resolve())
     command = [sys.executable, script, "--child", json.dumps(task)]
+    # A session of its own, so that a timeout also ends what the child started
+    # (torch.compile's compile workers).
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        out = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout
-        )
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         return None, f"stopped after {timeout:.0f} s"
-    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-    if out.returncode != 0 or not lines:
-        tail = out.stderr.strip().splitlines()[-1:] or [f"exit {out.returncode}"]
-        return None, f"failed: {tail[0][:120]}"
+    lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
+    if process.returncode != 0 or not lines:
+        # The exception's line, not the warnings logged after it.
+        errors = [x for x in stderr.splitlines() if "Error" in x.split(":")[0]]
+        tail = errors or stderr.strip().splitlines() or [f"exit {process.returncode}"]
+        return None, f"failed: {tail[-1][:120]}"
     return json.loads(lines[-1][len("RESULT ") :]), None
 
 
@@ -515,11 +528,11 @@ def _render_entry(size, backend, entry):
     device = f"; {peak['device']}" if peak and peak["device"] else ""
     versions = f"; {peak['versions']}" if peak else ""
     lines = [
-        f"#### {backend}, `--size {size}`",
+        f"### {backend}, `--size {size}`",
         "",
         f"`{entry['command']}`; {entry['date']}; {entry['machine']}{device}"
         f"{versions}. Median of {entry['steps']} steps after {entry['warmup']} "
-        f"warm-up steps; {entry['timeout']:.0f} s limit per case and setting.",
+        f"warm-up step(s); {entry['timeout']:.0f} s limit per case and setting.",
     ]
     start, end = entry["load"][0], entry["load"][-1]
     load = f"Load average (1 min) {start:.1f} at the start, {end:.1f} at the end"
