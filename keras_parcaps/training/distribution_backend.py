@@ -61,6 +61,19 @@ def data_parallel(devices=None):
 
     Example:
 
+        >>> import numpy as np
+        >>> with data_parallel() as devices:
+        ...     model = keras.Sequential(
+        ...         [keras.Input((3,)), keras.layers.Dense(2, activation="softmax")]
+        ...     )
+        ...     model.compile(optimizer="sgd", loss="categorical_crossentropy")
+        ...     history = model.fit(
+        ...         np.ones((4, 3), "float32"), np.eye(2)[[0, 1, 0, 1]],
+        ...         batch_size=4, verbose=0,
+        ...     )
+        >>> len(history.history["loss"]), len(devices) >= 1
+        (1, True)
+        >>> # The paper's network on every GPU of a machine:
         >>> with data_parallel():  # doctest: +SKIP
         ...     model = kp.models.build_parallel_dr(n_branches=12)
         ...     model.fit(batches, epochs=700)
