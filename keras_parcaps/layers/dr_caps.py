@@ -143,23 +143,22 @@ class DRCaps(keras.layers.Layer):
         n_weights, in_dim = kernel.shape[0], kernel.shape[1]
         n_in = math.prod(inputs.shape[1:-1])
         out_size = self.num_capsules * self.capsule_dim
+        # (batch, grid, types, in_dim): W is shared over the grid axis.
+        if self.share_weights:
+            inputs = ops.reshape(inputs, (-1, n_in // n_weights, n_weights, in_dim))
+        else:
+            inputs = ops.reshape(inputs, (-1, 1, n_in, in_dim))
+
         if self.num_capsules == 1:
             # The coupling is 1, so v = squash(sum_i W_i u_i): one matmul
             # over (n_in * in_dim), without the votes.
             if self.share_weights:
-                inputs = ops.reshape(
-                    inputs, (-1, n_in // n_weights, n_weights, in_dim)
-                )
                 inputs = ops.sum(inputs, axis=1)
             inputs = ops.reshape(inputs, (-1, n_weights * in_dim))
             sums = ops.matmul(inputs, ops.reshape(kernel, (-1, out_size)))
             outputs = squash(ops.reshape(sums, (-1, 1, self.capsule_dim)))
             return ops.cast(outputs, self.compute_dtype)
 
-        if self.share_weights:
-            inputs = ops.reshape(inputs, (-1, n_in // n_weights, n_weights, in_dim))
-        else:
-            inputs = ops.reshape(inputs, (-1, 1, n_in, in_dim))
         grid_area = inputs.shape[1]
         if 2 * in_dim <= grid_area * self.capsule_dim:
             route = _route_factored
