@@ -1,108 +1,257 @@
-"""ResNeXt-50 vs DR vs parallel DR vs EM CapsNets under one CPU time budget.
+"""The paper's networks against ResNeXt-50 and a plain CNN on real leukocytes.
 
-Each network trains on folds 1-4 of the 5 stratified folds of
-../shared/data/pbc_matek_dev (or $PARCAPS_DATA) at 64x64 with the paper's
-set-up (one image per class per batch, flips and rotations, Nadam 1e-3, its
-own loss) until its wall-clock budget is spent (counted from the end of the
-first, compiling step), then
-is evaluated on fold 0: Acc, WAcc, Agr. Prints a markdown table.
+Each network trains the standard Keras way, as a user would: the model as its
+builder returns it (compiled with its own loss and Nadam 1e-3), plain
+`model.fit` on `kp.data.OnePerClassBatches` (one image per class, flips and
+rotations) of folds 1-4 of the 5 stratified folds, then plain
+`model.predict` on the held-out fold (no BatchNormalization recalibration,
+no trainer). Training stops when its budget of training seconds (counted
+from the end of the first, compiling step; held-out evaluations do not
+count) or of iterations is spent. Every `--eval-every` iterations the
+held-out Acc is recorded for the learning curves; at the end Acc, WAcc,
+Agr (8 orientations) and the number of classes predicted.
 
-    KERAS_BACKEND=tensorflow python benchmarks/model_comparison.py --budget 240
+Each (network, fold) runs in its own process, `--jobs` at a time. Results
+go to `--out` (one JSON per run, `results.json`, `results.md` and
+`curves.png`).
+
+    KERAS_BACKEND=tensorflow python benchmarks/model_comparison.py \\
+        --budget 480 --folds 0 1 --out runs/comparison
+
+`--data` takes a class-folder dataset (default: the shared pbc_matek_dev) or
+an `.npz` written by `--save-npz` (images, labels, classes: for machines
+without the shared data).
 """
 
 import argparse
-import tempfile
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-import keras
 import numpy as np
 
-from keras_parcaps.data import (
-    data_dir,
-    fold_split,
-    load_class_folders,
-    stratified_folds,
-)
-from keras_parcaps.evaluation import evaluate_model
-from keras_parcaps.training import get_builder, train
-
 MODELS = {
-    "ResNeXt-50": ("resnext50", {}),
-    "DR-CapsNet (3 layers, 2 Mid-Caps)": ("dr", {"capsule_layers": 3}),
-    "parallel DR-CapsNet (2 layers, 4 branches)": (
-        "parallel_dr", {"capsule_layers": 2, "n_branches": 4}),
-    "parallel DR-CapsNet (3 layers, 4 branches)": (
-        "parallel_dr", {"capsule_layers": 3, "n_branches": 4}),
-    "EM-CapsNet (2 layers)": ("em", {"capsule_layers": 2}),
+    "resnext50": ("ResNeXt-50", "resnext50", {}),
+    "cnn": ("plain CNN (4 conv layers)", "cnn", {}),
+    "dr_2l": ("DR-CapsNet, 2 layers", "dr", {"capsule_layers": 2}),
+    "dr_3l": ("DR-CapsNet, 3 layers (2 Mid-Caps)", "dr", {"capsule_layers": 3}),
+    "pdr_2l_4b": ("parallel DR, 2 layers, 4 branches", "parallel_dr",
+                  {"capsule_layers": 2, "n_branches": 4}),
+    "pdr_3l_4b": ("parallel DR, 3 layers, 4 branches", "parallel_dr",
+                  {"capsule_layers": 3, "n_branches": 4}),
+    "pdr_2l_12b": ("parallel DR, 2 layers, 12 branches", "parallel_dr",
+                   {"capsule_layers": 2, "n_branches": 12}),
+    "pdr_3l_12b": ("parallel DR, 3 layers, 12 branches", "parallel_dr",
+                   {"capsule_layers": 3, "n_branches": 12}),
+    "em_3l": ("EM-CapsNet, 3 layers", "em", {"capsule_layers": 3}),
+    "pem_3l_4b": ("parallel EM, 3 layers, 4 branches", "parallel_em",
+                  {"capsule_layers": 3, "n_branches": 4}),
 }
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training `seconds` after the first (compiling) step ends."""
+def build_cnn(input_shape, num_classes):
+    """A plain CNN with Keras defaults: 4 x (conv 3x3, BN, ReLU, pool)."""
+    import keras
 
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = seconds
-        self.steps = 0
-        self.start = None
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters in (32, 64, 128, 256):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
+    model = keras.Model(inputs, outputs, name="plain_cnn")
+    model.compile(optimizer=keras.optimizers.Nadam(1e-3),
+                  loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-        if self.start is None:
-            self.start = time.perf_counter()
-        elif time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
+
+def load(path, image_size):
+    from keras_parcaps.data import ImageSet, data_dir, load_class_folders
+
+    if path is None:
+        path = data_dir("pbc_matek_dev")
+        if path is None:
+            raise SystemExit("pbc_matek_dev not found: pass --data or set "
+                             "$PARCAPS_DATA")
+    if str(path).endswith(".npz"):
+        arrays = np.load(path)
+        data = ImageSet(None, arrays["labels"], list(arrays["classes"]),
+                        images=arrays["images"])
+        if data.image_size != (image_size, image_size):
+            raise SystemExit(f"{path} holds {data.image_size} images, not "
+                             f"{image_size}x{image_size}")
+        return data
+    return load_class_folders(path, image_size=image_size).preload()
+
+
+def run_one(args):
+    """Trains and scores one network on one fold; writes its JSON."""
+    import keras
+
+    from keras_parcaps.data import OnePerClassBatches, fold_split, stratified_folds
+    from keras_parcaps.evaluation import evaluate_model
+    from keras_parcaps.training import get_builder
+
+    label, builder, options = MODELS[args.model]
+    data = load(args.data, args.image_size)
+    train_idx, test_idx = fold_split(stratified_folds(data.labels, 5, seed=0),
+                                     args.fold)
+    train, test = data.subset(train_idx), data.subset(test_idx)
+    keras.utils.set_random_seed(args.fold)
+    shape = (args.image_size, args.image_size, 3)
+    if builder == "cnn":
+        model = build_cnn(shape, data.num_classes)
+    else:
+        model = get_builder(builder, **options)(shape, data.num_classes)
+    batches = OnePerClassBatches(train, steps_per_epoch=args.eval_every,
+                                 seed=args.fold)
+
+    clock = {"train": 0.0, "steps": 0, "first": None}
+
+    class Budget(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.begin = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            seconds = time.perf_counter() - self.begin
+            clock["steps"] += 1
+            if clock["first"] is None:
+                clock["first"] = seconds  # the compiling step: not counted
+            else:
+                clock["train"] += seconds
+            if clock["train"] >= args.budget or clock["steps"] >= args.iterations:
+                self.model.stop_training = True
+
+    curve, losses = [], []
+    epoch = 0
+    while clock["train"] < args.budget and clock["steps"] < args.iterations:
+        history = model.fit(batches, epochs=epoch + 1, initial_epoch=epoch,
+                            callbacks=[Budget()], verbose=0)
+        epoch += 1
+        losses.append(float(history.history["loss"][-1]))
+        scores = model.predict(test.images().astype("float32") / 255.0,
+                               batch_size=64, verbose=0)
+        curve.append([clock["steps"], float(np.mean(scores.argmax(-1)
+                                                     == test.labels))])
+    report = evaluate_model(model, test, batch_size=64)
+    predicted = np.asarray(report["predictions"])
+    result = {
+        "model": args.model, "label": label, "fold": args.fold,
+        "backend": keras.backend.backend(), "image_size": args.image_size,
+        "params": model.count_params(), "iterations": clock["steps"],
+        "train_seconds": clock["train"], "compile_seconds": clock["first"],
+        "acc": report["acc"], "wacc": report["wacc"], "agr": report["agr"],
+        "classes_predicted": int(len(np.unique(predicted))),
+        "num_classes": data.num_classes,
+        "majority_acc": float(np.bincount(test.labels).max() / len(test)),
+        "curve": curve, "loss": losses,
+    }
+    out = Path(args.out) / f"{args.model}_fold{args.fold}.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items()
+                      if k not in ("curve", "loss")}), flush=True)
+
+
+def summarize(out, results):
+    """Writes results.json, results.md and curves.png from the run JSONs."""
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    lines = ["| network | params | folds | iterations | Acc | WAcc | Agr | "
+             "classes predicted |", "| --- | ---: | ---: | ---: | ---: | ---: "
+             "| ---: | ---: |"]
+    for key in MODELS:
+        runs = [r for r in results if r["model"] == key]
+        if not runs:
+            continue
+
+        def mean(name, runs=runs):
+            return 100 * float(np.mean([r[name] for r in runs]))
+
+        lines.append(
+            f"| {runs[0]['label']} | {runs[0]['params'] / 1e6:.2f}M | "
+            f"{len(runs)} | {int(np.mean([r['iterations'] for r in runs]))} | "
+            f"{mean('acc'):.1f} | {mean('wacc'):.1f} | {mean('agr'):.1f}% | "
+            + ", ".join(f"{r['classes_predicted']}/{r['num_classes']}"
+                        for r in runs) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for key in MODELS:
+        runs = [r for r in results if r["model"] == key]
+        for i, r in enumerate(runs):
+            steps, acc = zip(*r["curve"]) if r["curve"] else ((), ())
+            axis.plot(steps, acc, color=f"C{list(MODELS).index(key)}",
+                      label=r["label"] if i == 0 else None, linewidth=1)
+    axis.axhline(results[0]["majority_acc"], color="gray", linestyle=":",
+                 label="majority class")
+    axis.set_xlabel("iterations")
+    axis.set_ylabel("held-out Acc (plain predict)")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(out / "curves.png", dpi=120)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=float, default=240.0,
-                        help="training seconds per network after compilation")
+    parser.add_argument("--models", nargs="*", default=list(MODELS),
+                        choices=list(MODELS))
+    parser.add_argument("--folds", nargs="*", type=int, default=[0])
+    parser.add_argument("--budget", type=float, default=480.0,
+                        help="training seconds per network after compiling")
+    parser.add_argument("--iterations", type=int, default=10**9,
+                        help="at most this many iterations per network")
+    parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--save-npz", default=None,
+                        help="write the dataset at --image-size to this .npz")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="kill a run after this many seconds")
+    parser.add_argument("--out", default="runs/model_comparison")
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--fold", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    root = data_dir("pbc_matek_dev")
-    if root is None:
-        raise SystemExit("pbc_matek_dev not found ($PARCAPS_DATA or ../shared/data)")
-    data = load_class_folders(root, image_size=args.image_size).preload()
-    folds = stratified_folds(data.labels, 5, seed=0)
-    train_idx, test_idx = fold_split(folds, 0)
-    test = data.subset(test_idx)
-    majority = np.bincount(test.labels).max() / len(test)
-    rows = []
-    for label in args.models:
-        name, options = MODELS[label]
-        keras.utils.set_random_seed(0)
-        try:
-            model = get_builder(name, **options)(
-                (args.image_size, args.image_size, 3), data.num_classes)
-        except Exception as error:  # a builder missing or refusing the size
-            rows.append((label, f"not run: {error}"))
-            continue
-        budget = TimeBudget(args.budget)
-        start = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            train(model, data.subset(train_idx), tmp, epochs=10_000,
-                  steps_per_epoch=10, callbacks=[budget], verbose=0)
-        seconds = time.perf_counter() - start  # with compilation and recalibration
-        report = evaluate_model(model, test)
-        rows.append((label, report, budget.steps, seconds, model.count_params()))
-        print(label, report["acc"], report["wacc"], report["agr"], budget.steps,
-              flush=True)
-    print(f"\n{len(train_idx)} training, {len(test)} test images (fold 0), "
-          f"{args.image_size}x{args.image_size}, {keras.backend.backend()}, "
-          f"budget {args.budget:.0f} s per network; majority-class Acc "
-          f"{100 * majority:.1f}\n")
-    print("| network | params | iterations | wall s (all) | Acc | WAcc | Agr |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for row in rows:
-        if isinstance(row[1], str):
-            print(f"| {row[0]} | {row[1]} | | | | | |")
-            continue
-        label, report, steps, seconds, params = row
-        print(f"| {label} | {params / 1e6:.2f}M | {steps} | {seconds:.0f} | "
-              f"{100 * report['acc']:.1f} | {100 * report['wacc']:.1f} | "
-              f"{100 * report['agr']:.1f}% |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.model is not None:
+        return run_one(args)
+    if args.save_npz:
+        data = load(args.data, args.image_size)
+        np.savez_compressed(args.save_npz, images=data.images(),
+                            labels=data.labels, classes=np.array(data.class_names))
+        return
+    pending = [(m, f) for f in args.folds for m in args.models]
+    running = []
+    passed = sys.argv[1:]
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            model, fold = pending.pop(0)
+            log = open(out / f"{model}_fold{fold}.log", "w")
+            process = subprocess.Popen(
+                [sys.executable, __file__, *passed, "--model", model,
+                 "--fold", str(fold)], stdout=log, stderr=subprocess.STDOUT,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            running.append((process, time.monotonic()))
+        time.sleep(1)
+        for process, start in running:
+            if args.timeout and time.monotonic() - start > args.timeout:
+                process.kill()
+        running = [(p, s) for p, s in running if p.poll() is None]
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("*_fold*.json"))]
+    if results:
+        summarize(out, results)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from keras_parcaps.layers.dr_caps import DRCaps
 from keras_parcaps.layers.em_class_caps import EMClassCaps
 from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.group_conv2d import GroupConv2D
+from keras_parcaps.layers.image_centering import ImageCentering
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.layers.resnext_block import ResNeXtBlock
@@ -17,6 +18,7 @@ __all__ = [
     "EMClassCaps",
     "EMConvCaps",
     "GroupConv2D",
+    "ImageCentering",
     "ParallelBranch",
     "PrimaryCaps",
     "ResNeXtBlock",

@@ -9,11 +9,10 @@ from keras_parcaps.layers.capsule_length import CapsuleLength
 from keras_parcaps.layers.dr_caps import DRCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
-from keras_parcaps.layers.resnext_block import ResNeXtBlock
 from keras_parcaps.losses.margin_loss import MarginLoss
 from keras_parcaps.models.stem import (
-    BLOCK_KERNEL,
     STEM_STRIDE,
+    block,
     check_input_shape,
     stem,
 )
@@ -39,10 +38,7 @@ def _check(num_classes, capsule_size, capsule_layers, routing_iterations):
 
 
 def _block():
-    return ResNeXtBlock(
-        [256, 256, 512], cardinality=64, kernel_size=BLOCK_KERNEL, strides=2,
-        name="block",
-    )
+    return block([256, 256, 512], cardinality=64, name="block")
 
 
 def _dr_caps(caps, num_capsules, capsule_dim, name, **kwargs):

@@ -8,11 +8,10 @@ from keras_parcaps.layers.em_class_caps import EMClassCaps
 from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
-from keras_parcaps.layers.resnext_block import ResNeXtBlock
 from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.models.stem import (
-    BLOCK_KERNEL,
     STEM_STRIDE,
+    block,
     check_input_shape,
     stem,
 )
@@ -40,16 +39,10 @@ def _min_size(capsule_layers):
 
 
 def _blocks(x, capsule_layers):
-    x = ResNeXtBlock(
-        [256, 256, 512], cardinality=64, kernel_size=BLOCK_KERNEL, strides=2,
-        name="block",
-    )(x)
+    x = block([256, 256, 512], cardinality=64, name="block")(x)
     if capsule_layers == 2:
         # No Mid-Caps to stride: the last CNN block is duplicated instead.
-        x = ResNeXtBlock(
-            [256, 256, 512], cardinality=64, kernel_size=BLOCK_KERNEL, strides=2,
-            name="block_2",
-        )(x)
+        x = block([256, 256, 512], cardinality=64, name="block_2")(x)
     return x
 
 
