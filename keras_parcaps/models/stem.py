@@ -51,10 +51,12 @@ def stem(inputs):
 
     `ImageCentering` (each image minus its mean colour; not in the paper, it
     keeps the first batch normalization's moving mean from trailing, see
-    that layer), then conv 7x7 with stride 2 and 64 filters, batch normalization, ReLU; a
-    `ResNeXtBlock` [64, 64, 128] of cardinality 16 with stride 2; a
-    `ResNeXtBlock` [128, 128, 256] of cardinality 32 with stride 2. The
-    grouped convolutions are 7x7, as in the authors' code. A 400x400 image
+    that layer), then conv 7x7 with stride 2 and 64 filters, batch
+    normalization, ReLU; a `ResNeXtBlock` [64, 64, 128] of cardinality 16
+    with stride 2; a `ResNeXtBlock` [128, 128, 256] of cardinality 32 with
+    stride 2. The grouped convolutions are 7x7, as in the authors' code;
+    every batch normalization has momentum `BATCH_NORM_MOMENTUM` (0.9; Keras
+    and the paper: 0.99). A 400x400 image
     leaves the stem as a 50x50x256 feature map; the stem has about 0.16M
     parameters.
 
