@@ -1,4 +1,5 @@
-"""The `keras-parcaps` command: demo, train, evaluate, cross-validate, small-data.
+"""The `keras-parcaps` command: demo, train, evaluate, explain, cross-validate,
+small-data.
 
 Choose the backend with the `KERAS_BACKEND` environment variable
 (`tensorflow`, `jax` or `torch`) before running the command.
@@ -187,7 +188,51 @@ def _cmd_evaluate(args):
         data = data.subset(fold_split(folds, args.fold)[1])
     report = evaluate_model(model, data, args.out, orientations=not args.no_agr)
     _print_report(report, "Evaluation")
+    _link_explain(args, report)
     return report
+
+
+def _link_explain(args, report):
+    """Points the evaluation report at `keras-parcaps explain` for this model."""
+    from keras_parcaps.data import data_dir
+
+    source = args.data
+    if source and not Path(source).exists() and data_dir(str(source)) is not None:
+        source = data_dir(str(source))
+    command = (f"keras-parcaps explain {args.model_file} "
+               f"{source or 'IMAGE_OR_FOLDER'} --out {Path(args.out) / 'explain'}")
+    print(f"\nWhat the capsules decided (routing, branches, poses): {command}")
+    markdown = report.get("files", {}).get("markdown")
+    if markdown:
+        with open(markdown, "a") as file:
+            file.write("\n## What the capsules decided\n\nRouting, per-branch "
+                       "contributions, orientations and poses as pictures "
+                       f"(docs: explain.md):\n\n    {command}\n")
+
+
+def _cmd_explain(args):
+    import keras
+
+    import keras_parcaps  # noqa: F401  (registers the custom objects)
+    from keras_parcaps.explain import explain_capsules, write_explanation
+    from keras_parcaps.explain._files import class_names_for, read_images
+
+    model = keras.saving.load_model(args.model_file)
+    shape = getattr(model, "image_shape", None) or model.input_shape[1:]
+    try:
+        names = class_names_for(args.model_file, model.output_shape[-1], args.classes)
+        images, labels, stems = read_images(args.source, tuple(shape[:2]), names,
+                                            args.max_images)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"keras-parcaps: {error}") from None
+    explanation = explain_capsules(model, images, labels, names,
+                                   orientations=not args.no_agr)
+    files = write_explanation(explanation, args.out, args.max_panels, stems)
+    summary = explanation.summary()
+    print(f"Explained {summary['n']} images; Agr {summary['agr']}; written to "
+          f"{args.out}: {Path(files['json']).name}, {Path(files['summary']).name}, "
+          f"{len(files['panels'])} panels, {len(files['poses'])} pose grids")
+    return files
 
 
 def _cmd_cross_validate(args):
@@ -245,6 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
                           help="evaluate only this validation fold")
     evaluate.add_argument("--n-folds", type=int, default=5)
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    explain = sub.add_parser("explain", help="what the capsules decided: routing, "
+                             "branches, orientations and poses as PNGs and JSON")
+    explain.add_argument("model_file")
+    explain.add_argument("source", help="an image, a folder of images, or a folder "
+                         "of class folders (labels from the folder names)")
+    explain.add_argument("--out", default="runs/explain")
+    explain.add_argument("--classes", default=None,
+                         help="comma-separated class names (default: run.json "
+                         "beside the model, written by training)")
+    explain.add_argument("--max-images", type=int, default=None)
+    explain.add_argument("--max-panels", type=int, default=16,
+                         help="one page per image for at most this many images")
+    explain.add_argument("--no-agr", action="store_true",
+                         help="skip the 8 orientations (faster)")
+    explain.set_defaults(func=_cmd_explain)
 
     cv = sub.add_parser("cross-validate", help="5-fold CV, pooled Table 2 report")
     _add_common(cv)

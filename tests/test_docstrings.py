@@ -16,6 +16,7 @@ PACKAGES = [
     "keras_parcaps.models",
     "keras_parcaps.data",
     "keras_parcaps.evaluation",
+    "keras_parcaps.explain",
     "keras_parcaps.training",
     "keras_parcaps.tuning",
 ]
@@ -43,6 +44,7 @@ WITH_EXAMPLES = (
     "keras_parcaps.models.",
     "keras_parcaps.data.",
     "keras_parcaps.evaluation.",
+    "keras_parcaps.explain.",
     "keras_parcaps.training.",
     "keras_parcaps.tuning.",
 )

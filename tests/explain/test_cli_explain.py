@@ -1,0 +1,128 @@
+"""`keras-parcaps explain` on a model saved under another backend."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_parcaps.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OTHER = {"tensorflow": "torch", "jax": "torch", "torch": "jax"}[keras.backend.backend()]
+SAVE = """
+import json, sys
+from tests.explain.tiny_models import tiny_parallel_dr
+model = tiny_parallel_dr(size=16, num_classes=3, n_branches=2)
+model.save(sys.argv[1] + "/model.keras")
+json.dump({"classes": ["EOS", "LYT", "MON"]}, open(sys.argv[1] + "/run.json", "w"))
+"""
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A tiny parallel DR model saved by a subprocess on another backend."""
+    folder = tmp_path_factory.mktemp("other_backend")
+    env = {**os.environ, "KERAS_BACKEND": OTHER, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", SAVE, str(folder)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    """Class folders of 20x20 PNGs (resized to the model's 16x16)."""
+    root = tmp_path_factory.mktemp("cells")
+    rng = np.random.default_rng(0)
+    for code, count in (("EOS", 2), ("LYT", 1), ("MON", 2)):
+        (root / code).mkdir()
+        for i in range(count):
+            pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / code / f"{code.lower()}_{i}.png")
+    return root
+
+
+def test_explain_command_on_model_from_other_backend(saved, cells, tmp_path, capsys):
+    out = tmp_path / "explain"
+    main(
+        [
+            "explain",
+            str(saved / "model.keras"),
+            str(cells),
+            "--out",
+            str(out),
+            "--max-panels",
+            "2",
+        ]
+    )
+    assert "Explained 5 images" in capsys.readouterr().out
+    report = json.loads((out / "explanation.json").read_text())
+    assert report["class_names"] == ["EOS", "LYT", "MON"]
+    assert report["summary"]["n"] == 5 and report["summary"]["acc"] is not None
+    assert 0 <= report["summary"]["agr"] <= 1
+    # One image of each class in turn: EOS, LYT, MON, EOS, MON.
+    assert [r["label"] for r in report["images"]] == ["EOS", "LYT", "MON", "EOS", "MON"]
+    assert len(report["images"][0]["branches"]) == 2
+    assert all(layer["reproduction_error"] < 1e-5 for layer in report["layers"])
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [
+        "explanation.json",
+        "panel_000_EOS_eos_0.png",
+        "panel_001_LYT_lyt_0.png",
+        "routing.npz",
+        "summary.png",
+    ]
+    arrays = np.load(out / "routing.npz")
+    assert arrays["class_caps/coupling"].shape == (3, 5, 2, 3)
+
+    single = tmp_path / "single"
+    main(
+        [
+            "explain",
+            str(saved / "model.keras"),
+            str(cells / "LYT" / "lyt_0.png"),
+            "--out",
+            str(single),
+            "--no-agr",
+        ]
+    )
+    report = json.loads((single / "explanation.json").read_text())
+    assert report["summary"]["n"] == 1 and report["images"][0]["label"] is None
+
+
+def test_explain_command_errors(saved, tmp_path):
+    with pytest.raises(SystemExit, match="not found"):
+        main(["explain", str(saved / "model.keras"), str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="3 classes; got 2 class names"):
+        main(["explain", str(saved / "model.keras"), str(tmp_path), "--classes", "a,b"])
+
+
+def test_evaluate_report_links_to_explain(saved, cells, tmp_path, capsys):
+    out = tmp_path / "evaluate"
+    main(
+        [
+            "evaluate",
+            str(saved / "model.keras"),
+            "--data",
+            str(cells),
+            "--no-agr",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
+    command = f"keras-parcaps explain {saved / 'model.keras'} {cells}"
+    assert command in capsys.readouterr().out
+    assert command in (out / "report.md").read_text()
