@@ -10,6 +10,7 @@ from keras_parcaps.layers.dr_caps import DRCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.margin_loss import MarginLoss
+from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.models.stem import (
     STEM_STRIDE,
     block,
@@ -74,13 +75,44 @@ def _dr_caps(caps, num_capsules, capsule_dim, name, **kwargs):
     )(caps)
 
 
-def _compile(model, learning_rate):
-    model.compile(
-        optimizer=keras.optimizers.Nadam(learning_rate),
-        loss=MarginLoss(),
-        metrics=["accuracy"],
+def dr_branch(
+    features_shape,
+    capsule_size: int = 16,
+    capsule_layers: int = 3,
+    primary_length: int = PRIMARY_LENGTH,
+) -> keras.Model:
+    """One branch of the paper's parallel DR-CapsNet, as a model.
+
+    A `ResNeXtBlock` [256, 256, 512] of cardinality 64 with stride 2,
+    Primary-Caps of two `primary_length`-long capsules per grid point, then
+    one `capsule_size`-long Mid-Cap per Mid-Cap layer (none with 2 capsule
+    layers). `build_parallel_dr` runs `n_branches` copies of it on the
+    stem's features (`ParallelBranch`).
+
+    Args:
+        features_shape: Shape of the stem's features, `(height, width,
+            channels)`; 50x50x256 for a 400x400 image.
+        capsule_size: Length of the Mid-Caps. Default 16.
+        capsule_layers: Capsule layers of the network, 2, 3 or 4.
+            Default 3.
+        primary_length: Length of the Primary-Caps. Default 256.
+
+    Returns:
+        A `keras.Model` named `"branch"`, from features to capsules.
+
+    Example:
+
+        >>> branch = dr_branch((8, 8, 256))
+        >>> tuple(branch.output.shape)  # one 16-long Mid-Cap
+        (None, 1, 16)
+    """
+    features = keras.Input(tuple(features_shape), name="features")
+    caps = PrimaryCaps(PRIMARY_CAPS, primary_length, name="primary_caps")(
+        _block()(features)
     )
-    return model
+    for i in range(capsule_layers - 2):
+        caps = _dr_caps(caps, 1, capsule_size, f"mid_cap_{i + 1}")
+    return keras.Model(features, caps, name="branch")
 
 
 def build_dr(
@@ -123,7 +155,7 @@ def build_dr(
 
     Returns:
         A `keras.Model` from images to class scores, compiled with Nadam,
-        `MarginLoss` and accuracy.
+        `MarginLoss`, and Acc and WAcc (`compile_model`).
 
     Example:
 
@@ -151,7 +183,9 @@ def build_dr(
     )
     scores = CapsuleLength(name="length")(caps)
     model = keras.Model(inputs, scores, name=f"dr_capsnet_{capsule_layers}l")
-    return _compile(model, learning_rate)
+    return compile_model(
+        model, loss=MarginLoss(), learning_rate=learning_rate, num_classes=num_classes
+    )
 
 
 def build_parallel_dr(
@@ -197,7 +231,7 @@ def build_parallel_dr(
 
     Returns:
         A `keras.Model` from images to class scores, compiled with Nadam,
-        `MarginLoss` and accuracy.
+        `MarginLoss`, and Acc and WAcc (`compile_model`).
 
     Example:
 
@@ -219,17 +253,12 @@ def build_parallel_dr(
         )
     inputs = keras.Input(input_shape, name="image")
     features = stem(inputs)
-
-    branch_inputs = keras.Input(tuple(features.shape[1:]), name="features")
-    x = _block()(branch_inputs)
     primary_length = PRIMARY_LENGTH
     if capsule_layers == 2:
         primary_length = PRIMARY_LENGTH // n_branches
-    caps = PrimaryCaps(PRIMARY_CAPS, primary_length, name="primary_caps")(x)
-    for i in range(capsule_layers - 2):
-        caps = _dr_caps(caps, 1, capsule_size, f"mid_cap_{i + 1}")
-    branch = keras.Model(branch_inputs, caps, name="branch")
-
+    branch = dr_branch(
+        features.shape[1:], capsule_size, capsule_layers, primary_length
+    )
     caps = ParallelBranch(branch, n_branches, name="branches")(features)
     caps = _dr_caps(
         caps, num_classes, capsule_size, "class_caps",
@@ -239,4 +268,6 @@ def build_parallel_dr(
     model = keras.Model(
         inputs, scores, name=f"parallel_dr_capsnet_{capsule_layers}l_{n_branches}b"
     )
-    return _compile(model, learning_rate)
+    return compile_model(
+        model, loss=MarginLoss(), learning_rate=learning_rate, num_classes=num_classes
+    )

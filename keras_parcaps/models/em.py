@@ -9,6 +9,7 @@ from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.spread_loss import SpreadLoss
+from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.models.stem import (
     STEM_STRIDE,
     block,
@@ -73,15 +74,6 @@ def _class_scores(caps, num_classes, routing):
     return ops.take(caps, caps.shape[-1] - 1, axis=-1)
 
 
-def _compile(model, learning_rate, margin):
-    model.compile(
-        optimizer=keras.optimizers.Nadam(learning_rate),
-        loss=SpreadLoss(margin=margin),
-        metrics=["accuracy"],
-    )
-    return model
-
-
 def build_em(
     input_shape=(400, 400, 3),
     num_classes: int = 15,
@@ -130,7 +122,7 @@ def build_em(
 
     Returns:
         A `keras.Model` from images to class activations, compiled with
-        Nadam, `SpreadLoss` and accuracy.
+        Nadam, `SpreadLoss`, and Acc and WAcc (`compile_model`).
 
     Example:
 
@@ -152,7 +144,12 @@ def build_em(
     caps = _mid_caps(caps, n_mid_caps, capsule_layers, routing)
     scores = _class_scores(caps, num_classes, routing)
     model = keras.Model(inputs, scores, name=f"em_capsnet_{capsule_layers}l")
-    return _compile(model, learning_rate, margin)
+    return compile_model(
+        model,
+        loss=SpreadLoss(margin=margin),
+        learning_rate=learning_rate,
+        num_classes=num_classes,
+    )
 
 
 def build_parallel_em(
@@ -202,7 +199,7 @@ def build_parallel_em(
 
     Returns:
         A `keras.Model` from images to class activations, compiled with
-        Nadam, `SpreadLoss` and accuracy.
+        Nadam, `SpreadLoss`, and Acc and WAcc (`compile_model`).
 
     Example:
 
@@ -239,4 +236,9 @@ def build_parallel_em(
     model = keras.Model(
         inputs, scores, name=f"parallel_em_capsnet_{capsule_layers}l_{n_branches}b"
     )
-    return _compile(model, learning_rate, margin)
+    return compile_model(
+        model,
+        loss=SpreadLoss(margin=margin),
+        learning_rate=learning_rate,
+        num_classes=num_classes,
+    )

@@ -8,6 +8,7 @@ from keras_parcaps.layers.em_class_caps import EMClassCaps
 from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.spread_loss import SpreadLoss
+from keras_parcaps.models.compiling import compile_model
 
 
 def build_em_capsnet(
@@ -60,8 +61,8 @@ def build_em_capsnet(
         margin: Initial spread-loss margin. Default 0.2.
 
     Returns:
-        A functional `keras.Model` compiled with Nadam, `SpreadLoss` and
-        accuracy.
+        A functional `keras.Model` compiled with Nadam, `SpreadLoss`,
+        and Acc and WAcc (`compile_model`).
 
     Example:
 
@@ -95,9 +96,9 @@ def build_em_capsnet(
     )(x)
     scores = ops.take(x, x.shape[-1] - 1, axis=-1)
     model = keras.Model(inputs, scores, name="em_capsnet")
-    model.compile(
-        optimizer=keras.optimizers.Nadam(learning_rate),
+    return compile_model(
+        model,
         loss=SpreadLoss(margin=margin),
-        metrics=["categorical_accuracy"],
+        learning_rate=learning_rate,
+        num_classes=num_classes,
     )
-    return model

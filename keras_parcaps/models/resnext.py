@@ -4,6 +4,7 @@ import keras
 
 from keras_parcaps._checks import check_positive_int
 from keras_parcaps.layers.resnext_block import ResNeXtBlock
+from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.models.stem import check_input_shape
 
 # (blocks, [f1, f2, f3]) per stage; cardinality 32, 4 channels per group.
@@ -46,7 +47,8 @@ def build_resnext50(
 
     Returns:
         A `keras.Model` from images to class probabilities, compiled with
-        Nadam, categorical cross-entropy and accuracy.
+        Nadam, categorical cross-entropy, and Acc and WAcc
+        (`compile_model`).
 
     Example:
 
@@ -79,9 +81,9 @@ def build_resnext50(
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classes")(x)
     model = keras.Model(inputs, outputs, name="resnext50")
-    model.compile(
-        optimizer=keras.optimizers.Nadam(learning_rate),
+    return compile_model(
+        model,
         loss="categorical_crossentropy",
-        metrics=["accuracy"],
+        learning_rate=learning_rate,
+        num_classes=num_classes,
     )
-    return model

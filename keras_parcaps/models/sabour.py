@@ -11,6 +11,7 @@ from keras_parcaps.layers.capsule_mask import CapsuleMask
 from keras_parcaps.layers.dr_caps import DRCaps
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.margin_loss import MarginLoss
+from keras_parcaps.models.compiling import compile_model
 
 
 @keras.saving.register_keras_serializable(package="keras_parcaps")
@@ -181,7 +182,8 @@ def build_sabour_capsnet(
         learning_rate: Adam learning rate. Default 1e-3.
 
     Returns:
-        A `SabourCapsNet` compiled with Adam, `MarginLoss` and accuracy.
+        A `SabourCapsNet` compiled with Adam, `MarginLoss`, and Acc and WAcc
+        (`compile_model`).
 
     Example:
 
@@ -197,9 +199,9 @@ def build_sabour_capsnet(
         name="sabour_capsnet",
     )
     model.build((None, *input_shape))
-    model.compile(
+    return compile_model(
+        model,
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=MarginLoss(),
-        metrics=["categorical_accuracy"],
+        num_classes=num_classes,
     )
-    return model

@@ -1,39 +1,29 @@
-"""Model builders by name, looked up in `kp.models` when they are used."""
+"""Model builders by name, from the model catalogue `kp.models.CATALOGUE`."""
 
 import importlib
 import inspect
 import warnings
 
-# Command-line name -> attribute of `keras_parcaps.models`. Looked up at call
-# time so that a builder is usable as soon as its module exists.
-BUILDERS = {
-    "parallel_dr": "build_parallel_dr",
-    "dr": "build_dr",
-    "parallel_em": "build_parallel_em",
-    "em": "build_em",
-    "resnext50": "build_resnext50",
-    "sabour": "build_sabour_capsnet",
-}
+from keras_parcaps.models.catalogue import CATALOGUE, get_model_spec
 
-# Options that only make sense for one builder, set unless the user says.
-_DEFAULTS = {"sabour": {"reconstruction": False}}
+# Command-line name -> builder, the catalogue's entries.
+BUILDERS = {name: spec.builder for name, spec in CATALOGUE.items()}
 
 
 def available_builders() -> list:
-    """Names in `BUILDERS` whose function exists in this installation."""
-    from keras_parcaps import models
-
-    return [name for name, attr in BUILDERS.items() if hasattr(models, attr)]
+    """The names of `kp.models.CATALOGUE`, the models `get_builder` knows."""
+    return list(CATALOGUE)
 
 
 def get_builder(name, **options):
     """Returns `build(input_shape, num_classes) -> compiled model`.
 
     Args:
-        name: A key of `BUILDERS` (such as `"parallel_dr"`), the name of any
-            `kp.models.build_*` function, `"package.module:function"` for a
-            builder of your own, or a callable; a builder takes
-            `input_shape` and `num_classes` keyword arguments.
+        name: A name of the model catalogue `kp.models.CATALOGUE` (such as
+            `"parallel_dr"`) or of its builder (`"build_parallel_dr"`),
+            `"package.module:function"` for a builder of your own, or a
+            callable; a builder takes `input_shape` and `num_classes`
+            keyword arguments.
         **options: Keyword arguments for the builder, such as `n_branches`.
             Options the builder does not accept are dropped with a warning,
             so one command line serves builders of different signatures.
@@ -42,8 +32,8 @@ def get_builder(name, **options):
         The function `build`, with the options it passes in `build.options`.
 
     Raises:
-        ValueError: for an unknown name, or a builder that this installation
-            does not have (the message lists those it has).
+        ValueError: for a name the catalogue does not hold (the message
+            lists those it has).
 
     Example:
 
@@ -70,7 +60,7 @@ def get_builder(name, **options):
         >>> get_builder("no_such_model")
         Traceback (most recent call last):
             ...
-        ValueError: Unknown or unavailable model 'no_such_model' ...
+        ValueError: Unknown model 'no_such_model'. Available here: parallel_dr, ...
     """
     if callable(name):
         function, label = name, getattr(name, "__name__", "builder")
@@ -78,17 +68,9 @@ def get_builder(name, **options):
         module, _, attr = name.partition(":")
         function, label = getattr(importlib.import_module(module), attr), attr
     else:
-        from keras_parcaps import models
-
-        attr = BUILDERS.get(name, name)
-        function = getattr(models, attr, None)
-        if function is None or not callable(function):
-            raise ValueError(
-                f"Unknown or unavailable model {name!r} (kp.models.{attr}). "
-                f"Available here: {', '.join(available_builders()) or 'none'}."
-            )
-        label = name
-        options = {**_DEFAULTS.get(name, {}), **options}
+        spec = get_model_spec(name)
+        function, label = spec.builder, spec.name
+        options = {**spec.defaults, **options}
     parameters = inspect.signature(function).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
     accepted = {k: v for k, v in options.items() if takes_any or k in parameters}

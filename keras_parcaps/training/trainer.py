@@ -10,7 +10,7 @@ from keras_parcaps._checks import check_positive_int
 from keras_parcaps.callbacks.spread_margin_schedule import SpreadMarginSchedule
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
 from keras_parcaps.losses.spread_loss import SpreadLoss
-from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
+from keras_parcaps.models.compiling import compile_model
 
 
 class _SetEpoch(keras.callbacks.Callback):
@@ -112,7 +112,8 @@ def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
 
     The paper trains every network with Nadam at 1e-3 and the loss of its
     kind (margin, spread or cross-entropy); the builders already compile
-    with that loss, which is kept.
+    with that loss, which is kept. `kp.models.compile_model` with its
+    `"auto"` defaults, for a model that must already have a loss.
 
     Args:
         model: A compiled Keras model.
@@ -138,21 +139,14 @@ def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
             ...
         ValueError: The model has no loss: compile it first ...
     """
-    loss = getattr(model, "loss", None)
-    if loss is None:
+    if getattr(model, "loss", None) is None:
         raise ValueError(
             "The model has no loss: compile it first (the kp.models builders "
             "return compiled models)."
         )
-    model.compile(
-        optimizer=keras.optimizers.Nadam(learning_rate),
-        loss=loss,
-        metrics=[
-            keras.metrics.CategoricalAccuracy(name="acc"),
-            WeightedAccuracy(num_classes, name="wacc"),
-        ],
+    return compile_model(
+        model, learning_rate=learning_rate, num_classes=num_classes
     )
-    return model
 
 
 def train(

@@ -1,31 +1,35 @@
 """`ParallelCapsHyperModel`: the paper's branch and capsule-size search space."""
 
-import importlib
-
 import keras
 
 from keras_parcaps._checks import check_choice, check_positive_int
+from keras_parcaps.models.catalogue import CATALOGUE, get_model_spec
+from keras_parcaps.models.compiling import loss_callbacks
 from keras_parcaps.tuning._keras_tuner import require_keras_tuner
 
 keras_tuner = require_keras_tuner()
 
 KINDS = ("dr", "em")
-CAPSULE_SIZES = (9, 16, 25)
-CAPSULE_LAYERS = (2, 3, 4)
-# The validation WAcc that `kp.training.compile_for_training` logs, the
-# paper's selection metric.
+# The parallel network of each kind in the model catalogue: its allowed
+# capsule sizes and layer counts, the branch limit with 2 capsule layers and
+# the paper's choice (Table 1), which is the default of the search.
+_SPECS = {kind: CATALOGUE[f"parallel_{kind}"] for kind in KINDS}
+CAPSULE_SIZES = _SPECS["dr"].choices["capsule_size"]
+CAPSULE_LAYERS = _SPECS["dr"].choices["capsule_layers"]
+# The validation WAcc that `kp.models.compile_model` logs, the paper's
+# selection metric.
 OBJECTIVE = "val_wacc"
-# Table 1 of the paper: the parallel networks it chose (capsule size 16,
-# the routing of the original papers).
+# Table 1 of the paper: the parallel networks it chose, in the names of the
+# search space.
 PAPER_DEFAULTS = {
-    "dr": {"branches": 12, "capsule_size": 16, "capsule_layers": 3,
-           "routing_iterations": 3},
-    "em": {"branches": 10, "capsule_size": 16, "capsule_layers": 3,
-           "routing_iterations": 3},
+    kind: {
+        "branches": spec.paper["n_branches"],
+        "capsule_size": spec.paper["capsule_size"],
+        "capsule_layers": spec.paper["capsule_layers"],
+        "routing_iterations": spec.paper["routing_iterations"],
+    }
+    for kind, spec in _SPECS.items()
 }
-# With 2 capsule layers the branches split the Primary-Caps: DR divides the
-# 256 values of a capsule, EM the 32 capsule types.
-MAX_BRANCHES_2_LAYERS = {"dr": 256, "em": 32}
 
 
 def objective():
@@ -86,29 +90,11 @@ def _nearest(value, choices):
     return min(choices, key=lambda choice: (abs(choice - value), choice))
 
 
-def _find_builder(name: str, kind: str):
-    """`kp.models.<name>`, else the function in `kp.models.<kind>`, else `None`.
-
-    Looked up when a model is built, so a builder module that is present
-    but not yet exported by `kp.models` is found too.
-    """
-    from keras_parcaps import models
-
-    builder = getattr(models, name, None)
-    if builder is None:
-        try:
-            module = importlib.import_module(f"keras_parcaps.models.{kind}")
-        except ImportError:
-            return None
-        builder = getattr(module, name, None)
-    return builder
-
-
 class ParallelCapsHyperModel(keras_tuner.HyperModel):
     """Search space over the paper's parallel capsule networks.
 
     `build(hp)` returns the model of `kp.models.build_parallel_dr` (or
-    `build_parallel_em`), recompiled by `kp.training.compile_for_training`
+    `build_parallel_em`), compiled by its builder (`kp.models.compile_model`)
     with Nadam, its own loss and the `acc` and `wacc` metrics, so the
     paper's selection metric is the objective
     `keras_tuner.Objective("val_wacc", "max")` (see `objective()`). One
@@ -203,13 +189,14 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.branches = _check_range("branches", branches)
+        spec = _SPECS[kind]
         self.capsule_sizes = _check_choices("capsule_sizes", capsule_sizes,
-                                            CAPSULE_SIZES)
+                                            spec.choices["capsule_size"])
         self.capsule_layers = _check_choices("capsule_layers", capsule_layers,
-                                             CAPSULE_LAYERS)
+                                             spec.choices["capsule_layers"])
         self.routing_iterations = _check_range("routing_iterations",
                                                routing_iterations)
-        limit = MAX_BRANCHES_2_LAYERS[kind]
+        limit = spec.max_branches_2_layers
         if parallel and 2 in self.capsule_layers and self.branches[1] > limit:
             raise ValueError(
                 f"`branches` must stay <= {limit} when `capsule_layers` holds 2 "
@@ -262,8 +249,8 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
     def builder_call(self, hp) -> tuple:
         """`(builder name in kp.models, keyword arguments)` for `hp`.
 
-        `getattr(kp.models, name)(**kwargs)` builds the network of a trial
-        again outside KerasTuner (compiled with the builder's own metrics).
+        `kp.models.get_model_spec(name).builder(**kwargs)` builds the
+        network of a trial again outside KerasTuner.
         """
         values = self.declare_hyperparameters(hp)
         n = values["branches"]
@@ -280,17 +267,10 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         return f"build_{self.kind}", {**kwargs, "n_mid_caps": n}
 
     def build(self, hp) -> keras.Model:
-        from keras_parcaps.training.trainer import compile_for_training
-
         name, kwargs = self.builder_call(hp)
-        builder = _find_builder(name, self.kind)
-        if builder is None:
-            raise ValueError(
-                f"`kind={self.kind!r}` needs `keras_parcaps.models.{name}`, which "
-                "this installation does not have."
-            )
-        model = builder(**kwargs)
-        compile_for_training(model, self.num_classes, self.learning_rate)
+        # The builder compiles the model for training: Nadam at
+        # `learning_rate`, its loss, and Acc and WAcc (`compile_model`).
+        model = get_model_spec(name).builder(**kwargs)
         if self.jit_compile != "auto":
             model.jit_compile = self.jit_compile
         return model
@@ -304,8 +284,6 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
                     on_epoch_begin=lambda epoch, logs: data.set_epoch(epoch)
                 )
             )
-        if self.kind == "em" and self.margin_schedule:
-            from keras_parcaps.callbacks import SpreadMarginSchedule
-
-            callbacks.append(SpreadMarginSchedule())
+        if self.margin_schedule:
+            callbacks.extend(loss_callbacks(model.loss))
         return model.fit(*args, callbacks=callbacks, **kwargs)

@@ -1,0 +1,101 @@
+"""The model catalogue: every builder by name, with its options' allowed values."""
+
+from keras_parcaps.models import dr, em
+from keras_parcaps.models.em_capsnet import build_em_capsnet
+from keras_parcaps.models.model_spec import ModelSpec
+from keras_parcaps.models.resnext import build_resnext50
+from keras_parcaps.models.sabour import build_sabour_capsnet
+
+_DR_CHOICES = {"capsule_size": dr.CAPSULE_SIZES, "capsule_layers": dr.CAPSULE_LAYERS}
+_EM_CHOICES = {"capsule_size": em.CAPSULE_SIZES, "capsule_layers": em.CAPSULE_LAYERS}
+# Table 1 of the paper: capsule size 16, 3 capsule layers and the routing
+# iterations of the original papers; the parallel networks it chose.
+_PAPER = {"capsule_size": 16, "capsule_layers": 3, "routing_iterations": 3}
+
+CATALOGUE = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "parallel_dr",
+            dr.build_parallel_dr,
+            "dr",
+            choices=_DR_CHOICES,
+            paper={**_PAPER, "n_branches": 12},
+            max_branches_2_layers=dr.PRIMARY_LENGTH,
+        ),
+        ModelSpec(
+            "dr",
+            dr.build_dr,
+            "dr",
+            choices=_DR_CHOICES,
+            paper={**_PAPER, "n_mid_caps": 2},
+        ),
+        ModelSpec(
+            "parallel_em",
+            em.build_parallel_em,
+            "em",
+            choices=_EM_CHOICES,
+            paper={**_PAPER, "n_branches": 10},
+            max_branches_2_layers=em.PRIMARY_CAPS,
+        ),
+        ModelSpec(
+            "em",
+            em.build_em,
+            "em",
+            choices=_EM_CHOICES,
+            paper={**_PAPER, "n_mid_caps": 2},
+        ),
+        ModelSpec("resnext50", build_resnext50, "cnn"),
+        ModelSpec(
+            "sabour",
+            build_sabour_capsnet,
+            "dr",
+            defaults={"reconstruction": False},
+        ),
+        ModelSpec("em_capsnet", build_em_capsnet, "em"),
+    )
+}
+
+
+def model_names() -> list:
+    """The names of the catalogue, the paper's networks first.
+
+    Example:
+
+        >>> model_names()[:4]
+        ['parallel_dr', 'dr', 'parallel_em', 'em']
+    """
+    return list(CATALOGUE)
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The `ModelSpec` of `name`, a catalogue name or a builder's name.
+
+    Args:
+        name: A key of `CATALOGUE`, such as `"parallel_dr"`, or the name of
+            its builder, such as `"build_parallel_dr"`.
+
+    Returns:
+        The `ModelSpec`.
+
+    Raises:
+        ValueError: for a name the catalogue does not hold.
+
+    Example:
+
+        >>> get_model_spec("build_em").name
+        'em'
+        >>> get_model_spec("vgg")
+        Traceback (most recent call last):
+            ...
+        ValueError: Unknown model 'vgg'. Available here: parallel_dr, dr, ...
+    """
+    if name in CATALOGUE:
+        return CATALOGUE[name]
+    for spec in CATALOGUE.values():
+        if spec.builder.__name__ == name:
+            return spec
+    raise ValueError(
+        f"Unknown model {name!r}. Available here: {', '.join(CATALOGUE)}. "
+        f"Received: name={name!r}"
+    )

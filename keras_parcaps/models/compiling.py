@@ -1,0 +1,143 @@
+"""The one place that compiles a network the paper's way, and what its loss needs."""
+
+import keras
+
+from keras_parcaps.callbacks.spread_margin_schedule import SpreadMarginSchedule
+from keras_parcaps.losses.spread_loss import SpreadLoss
+from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
+
+# The paper trains every network with Nadam at 1e-3.
+LEARNING_RATE = 1e-3
+
+
+def default_metrics(num_classes: int) -> list:
+    """The paper's metrics: Acc (`"acc"`) and WAcc (`"wacc"`).
+
+    Args:
+        num_classes: Number of classes, for `kp.metrics.WeightedAccuracy`.
+
+    Returns:
+        A list of two fresh metric objects.
+
+    Example:
+
+        >>> [metric.name for metric in default_metrics(3)]
+        ['acc', 'wacc']
+    """
+    return [
+        keras.metrics.CategoricalAccuracy(name="acc"),
+        WeightedAccuracy(num_classes, name="wacc"),
+    ]
+
+
+def compile_model(
+    model,
+    optimizer="auto",
+    loss="auto",
+    metrics="auto",
+    *,
+    learning_rate: float = LEARNING_RATE,
+    num_classes=None,
+    **kwargs,
+):
+    """Compiles `model` for training, with the paper's defaults for `"auto"`.
+
+    Every `kp.models` builder, `kp.training.train` and the tuner compile
+    through this function, the way keras-hub's tasks call
+    `compile(optimizer="auto", loss="auto", metrics="auto")`:
+
+    - `optimizer="auto"`: `keras.optimizers.Nadam(learning_rate)`, the
+      paper's optimizer for every network.
+    - `loss="auto"`: the loss `model` was compiled with before (a builder's
+      `MarginLoss`, `SpreadLoss` or cross-entropy), so recompiling keeps it.
+    - `metrics="auto"`: Acc and WAcc, logged as `acc` and `wacc` (and
+      `val_wacc`, the paper's selection metric; see `default_metrics`).
+
+    The callback a loss needs during training comes from `loss_callbacks`.
+
+    Args:
+        model: A Keras model.
+        optimizer: `"auto"` or anything `Model.compile` accepts.
+        loss: `"auto"` or anything `Model.compile` accepts.
+        metrics: `"auto"` or anything `Model.compile` accepts.
+        learning_rate: Learning rate of the `"auto"` optimizer. Default 1e-3.
+        num_classes: Number of classes of the `"auto"` metrics. Default: the
+            last dimension of the model's output.
+        **kwargs: Other `Model.compile` arguments, such as `jit_compile`.
+
+    Returns:
+        `model`, compiled.
+
+    Raises:
+        ValueError: for `loss="auto"` on a model that was never compiled,
+            or `metrics="auto"` when the number of classes is unknown.
+
+    Example:
+
+        >>> model = keras.Sequential(
+        ...     [keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+        >>> model = compile_model(model, loss="categorical_crossentropy")
+        >>> type(model.optimizer).__name__, float(model.optimizer.learning_rate)
+        ('Nadam', 0.001)
+        >>> model = compile_model(model, learning_rate=0.01)  # keeps the loss
+        >>> model.loss, round(float(model.optimizer.learning_rate), 6)
+        ('categorical_crossentropy', 0.01)
+        >>> compile_model(keras.Sequential([keras.Input((3,))]))
+        Traceback (most recent call last):
+            ...
+        ValueError: The model has no loss: pass `loss` or compile it first ...
+    """
+    if isinstance(loss, str) and loss == "auto":
+        loss = getattr(model, "loss", None)
+        if loss is None:
+            raise ValueError(
+                "The model has no loss: pass `loss` or compile it first (the "
+                "kp.models builders return compiled models). "
+                f"Received: loss='auto' for model {model.name!r}"
+            )
+    if isinstance(optimizer, str) and optimizer == "auto":
+        optimizer = keras.optimizers.Nadam(learning_rate)
+    if isinstance(metrics, str) and metrics == "auto":
+        if num_classes is None:
+            num_classes = _num_classes(model)
+        metrics = default_metrics(num_classes)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+    return model
+
+
+def loss_callbacks(loss) -> list:
+    """The training callbacks that `loss` needs, fresh for one run.
+
+    `kp.losses.SpreadLoss` (EM networks) gets the paper's margin ramp,
+    `kp.callbacks.SpreadMarginSchedule()`; other losses need none.
+
+    Args:
+        loss: A loss, such as a compiled model's `model.loss`.
+
+    Returns:
+        A list of new callbacks.
+
+    Example:
+
+        >>> from keras_parcaps.losses import MarginLoss
+        >>> [type(c).__name__ for c in loss_callbacks(SpreadLoss())]
+        ['SpreadMarginSchedule']
+        >>> loss_callbacks(MarginLoss())
+        []
+    """
+    if isinstance(loss, SpreadLoss):
+        return [SpreadMarginSchedule()]
+    return []
+
+
+def _num_classes(model) -> int:
+    try:
+        shape = model.output_shape
+    except (AttributeError, ValueError):
+        shape = None
+    if not isinstance(shape, tuple) or not shape or not isinstance(shape[-1], int):
+        raise ValueError(
+            "`metrics='auto'` needs the number of classes: pass `num_classes` "
+            f"(the model's output shape is not known). Received: model={model.name!r}"
+        )
+    return shape[-1]
