@@ -9,7 +9,6 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 # What `keras-parcaps demo` does by default: a few minutes on 2 CPU cores.
 # The 2-layer parallel DR-CapsNet with 4 branches (a row of the paper's
@@ -46,24 +45,10 @@ def _model_options(args) -> dict:
 
 
 def load_data(source, image_size, labels="original", on_error="raise", seed=0):
-    """An `ImageSet` from `--data`: a folder, a shared data set name, or synthetic.
+    """An `ImageSet` from `--data`: see `kp.data.load`."""
+    from keras_parcaps.data import load
 
-    `None` or `"synthetic"` generates the built-in synthetic cells; a folder
-    with `annotations.dat` is read as AML-Cytomorphology_LMU, any other
-    folder as one sub-folder per class; a bare name such as `bccd_wbc` is
-    looked up in the shared data folder (`$PARCAPS_DATA` or ../shared/data).
-    """
-    from keras_parcaps import data as kd
-
-    if source in (None, "synthetic"):
-        return kd.synthetic_cells(image_size=image_size, seed=seed)
-    path = Path(source)
-    if not path.exists() and kd.data_dir(str(source)) is not None:
-        path = kd.data_dir(str(source))
-    if (path / "annotations.dat").is_file():
-        return kd.load_aml(path, labels=labels, image_size=image_size,
-                           on_error=on_error)
-    return kd.load_class_folders(path, image_size=image_size, on_error=on_error)
+    return load(source, image_size, labels=labels, on_error=on_error, seed=seed)
 
 
 def _print_report(report, title):
@@ -89,9 +74,12 @@ def _add_common(parser, demo=False):
                         help="AML labels: original or one of the re-annotations")
     parser.add_argument("--on-error", default="raise", choices=("raise", "skip"),
                         help="undecodable images: fail (default) or skip them")
+    from keras_parcaps.models.catalogue import model_names
+
     parser.add_argument("--model", default=defaults.get("model", "parallel_dr"),
-                        help="builder name (parallel_dr, dr, parallel_em, em, "
-                        "resnext50, sabour) or any kp.models.build_* name")
+                        help="a model of the catalogue kp.models.CATALOGUE ("
+                        f"{', '.join(model_names())}), its builder's name, or "
+                        "package.module:function for a builder of your own")
     parser.add_argument("--image-size", type=int,
                         default=defaults.get("image_size", 64))
     parser.add_argument("--epochs", type=int, default=defaults.get("epochs", 10))

@@ -12,13 +12,10 @@ from keras_parcaps.data.aml import (
     read_annotations,
 )
 from keras_parcaps.data.augment import augment_images, dihedral_orientations
-from keras_parcaps.data.folders import (
-    ImageSet,
-    decode_image,
-    load_class_folders,
-    scan_class_folders,
-)
+from keras_parcaps.data.folders import load_class_folders, scan_class_folders
 from keras_parcaps.data.folds import fold_split, small_data_split, stratified_folds
+from keras_parcaps.data.image_set import ImageSet, decode_image
+from keras_parcaps.data.load import load
 from keras_parcaps.data.paths import data_dir
 from keras_parcaps.data.sampling import (
     OnePerClassBatches,
@@ -48,6 +45,7 @@ __all__ = [
     "dihedral_orientations",
     "draw_cell",
     "fold_split",
+    "load",
     "load_aml",
     "load_class_folders",
     "read_annotations",

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_parcaps._checks import check_choice
-from keras_parcaps.data.folders import ImageSet
+from keras_parcaps.data.image_set import ImageSet
 
 # Code, full name and image count of each class, in the order of Table 2 of
 # the paper (Vigueras-Guillen et al. 2021); counts use the original labels.

@@ -1,20 +1,21 @@
-"""Where the real data lives: `$PARCAPS_DATA` or `../shared/data` next to the repo."""
+"""Where the shared real data lives: an explicit folder or `$PARCAPS_DATA`."""
 
 import os
 from pathlib import Path
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+ENV_VARIABLE = "PARCAPS_DATA"
 
 
-def data_dir(name: str | None = None) -> Path | None:
+def data_dir(name: str | None = None, root=None) -> Path | None:
     """Returns the shared data folder (or its sub-folder `name`), or `None`.
 
-    Looks first at the environment variable `PARCAPS_DATA`, then at
-    `../shared/data` relative to the repository root. Returns `None` when
-    the folder does not exist, so callers decide whether that is an error.
+    The folder is `root` when given, else the environment variable
+    `PARCAPS_DATA`. Returns `None` when neither is set or the folder does
+    not exist, so callers decide whether that is an error.
 
     Args:
         name: Optional sub-folder, such as `"bccd_wbc"`.
+        root: Optional shared data folder; default `$PARCAPS_DATA`.
 
     Returns:
         An existing `Path`, or `None`.
@@ -25,18 +26,17 @@ def data_dir(name: str | None = None) -> Path | None:
         >>> from unittest import mock
         >>> tmp = tempfile.TemporaryDirectory()
         >>> (pathlib.Path(tmp.name) / "bccd_wbc").mkdir()
+        >>> data_dir("bccd_wbc", root=tmp.name) == pathlib.Path(tmp.name, "bccd_wbc")
+        True
         >>> with mock.patch.dict(os.environ, {"PARCAPS_DATA": tmp.name}):
         ...     print(data_dir("bccd_wbc") == pathlib.Path(tmp.name, "bccd_wbc"))
         ...     print(data_dir("no_such_dataset"))
         True
         None
     """
-    candidates = []
-    if os.environ.get("PARCAPS_DATA"):
-        candidates.append(Path(os.environ["PARCAPS_DATA"]))
-    candidates.append(_REPO_ROOT.parent / "shared" / "data")
-    for root in candidates:
-        path = root / name if name else root
-        if path.is_dir():
-            return path
-    return None
+    if root is None:
+        root = os.environ.get(ENV_VARIABLE) or None
+    if root is None:
+        return None
+    path = Path(root) / name if name else Path(root)
+    return path if path.is_dir() else None

@@ -10,7 +10,7 @@ blur), seeded, at about 1-2 ms per 64x64 image.
 import numpy as np
 from scipy import ndimage
 
-from keras_parcaps.data.folders import ImageSet
+from keras_parcaps.data.image_set import ImageSet
 
 # Code, full name (Matek codes), cell radius (fraction of the half-image),
 # cytoplasm RGB, granule RGB, granule blur sigma in pixels at 64x64 (0: none)

@@ -1,13 +1,34 @@
-"""Figures: the confusion matrix and the training curves (matplotlib, Agg)."""
+"""Figures: the confusion matrix and the training curves, saved as PNG files."""
 
 import csv
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def new_figure(**kwargs):
+    """A matplotlib `Figure` outside pyplot, for writing to a file.
+
+    matplotlib is imported here, when a figure is drawn, not with
+    `keras_parcaps`; the figure is not registered with pyplot, so the
+    user's matplotlib backend and open figures are left alone, and
+    `Figure.savefig` renders with Agg.
+
+    Args:
+        **kwargs: `matplotlib.figure.Figure` arguments, such as `figsize`.
+
+    Returns:
+        A new `matplotlib.figure.Figure`.
+
+    Example:
+
+        >>> figure = new_figure(figsize=(2, 2))
+        >>> type(figure).__name__, len(figure.subplots(1, 2))
+        ('Figure', 2)
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def plot_confusion_matrix(matrix, class_names, path, normalize: bool = True) -> str:
@@ -39,7 +60,8 @@ def plot_confusion_matrix(matrix, class_names, path, normalize: bool = True) -> 
     if not normalize:
         shown = matrix
     size = 2.5 + 0.45 * len(class_names)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = new_figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(shown, cmap="Blues", vmin=0)
     ax.set_xticks(range(len(class_names)), class_names, rotation=90)
     ax.set_yticks(range(len(class_names)), class_names)
@@ -51,7 +73,6 @@ def plot_confusion_matrix(matrix, class_names, path, normalize: bool = True) -> 
                 color="white" if shown[i, j] > threshold else "black")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return str(path)
 
 
@@ -96,7 +117,8 @@ def plot_training_curves(log_csv, path) -> str:
     if not rows:
         raise ValueError(f"No epoch logged in {log_csv}.")
     epochs = [int(row["epoch"]) + 1 for row in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure(figsize=(10, 4))
+    left, right = fig.subplots(1, 2)
     for key in rows[0]:
         if key in ("epoch", "learning_rate"):
             continue
@@ -112,5 +134,4 @@ def plot_training_curves(log_csv, path) -> str:
             ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return str(Path(path))

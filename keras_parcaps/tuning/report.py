@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+from keras_parcaps.evaluation.plots import new_figure
+
 COLUMNS = (
     "project",
     "trial_id",
@@ -166,14 +168,10 @@ def plot_branch_search(rows, path, title: str | None = None) -> Path:
         >>> path.stat().st_size > 0
         True
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure = new_figure(figsize=(6, 4))
+    axes = figure.subplots()
     curves = branch_curves(rows)
     for (kind, layers, parallel), points in curves.items():
         label = f"{str(kind).upper()}-CapsNet, {layers} capsule layers"
@@ -194,5 +192,4 @@ def plot_branch_search(rows, path, title: str | None = None) -> Path:
         axes.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
