@@ -13,13 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_utils
 import numpy as np
 from PIL import Image
 
 from keras_parcaps.data import (
     ImageSet,
     OnePerClassBatches,
-    data_dir,
     load_class_folders,
 )
 
@@ -45,9 +45,7 @@ def main():
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
-    root = data_dir("pbc_matek_dev")
-    if root is None:
-        raise SystemExit("pbc_matek_dev not found ($PARCAPS_DATA or ../shared/data)")
+    root = bench_utils.shared_data("pbc_matek_dev")
     everything = load_class_folders(root, image_size=None, cache=False)
     pick = np.random.default_rng(0).permutation(len(everything))[: args.images]
     jpegs = everything.subset(np.sort(pick))

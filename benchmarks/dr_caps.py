@@ -13,13 +13,10 @@ is its own. Prints a markdown table.
 """
 
 import argparse
-import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
-import time
+from pathlib import Path
+
+import bench_utils
 
 SHAPES = {
     # name: (batch, grid, n_types, in_dim, n_out, out_dim, share_weights)
@@ -71,10 +68,6 @@ def _n_in(shape):
     return n
 
 
-def _rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def measure(name, formulation, steps):
     import keras
     import numpy as np
@@ -94,15 +87,12 @@ def measure(name, formulation, steps):
     x = kp.ops.squash(rng.normal(size=(batch, *in_shape)).astype("float32"))
     x = keras.ops.convert_to_numpy(x)
     y = keras.utils.to_categorical(rng.integers(0, n_out, batch), n_out)
-    base = _rss_mib()
-    model.train_on_batch(x, y)  # warm-up (and compilation)
-    model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "peak_mib": _rss_mib() - base}
+    base = bench_utils.rss_mib()
+    _, times, _ = bench_utils.train_steps(model, x, y, steps, warmup=2)
+    return {
+        "median_s": statistics.median(times),
+        "peak_mib": bench_utils.rss_mib() - base,
+    }
 
 
 def main():
@@ -114,7 +104,7 @@ def main():
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(*args.one, args.steps)))
+        bench_utils.emit(measure(*args.one, args.steps))
         return
     import keras
 
@@ -127,16 +117,14 @@ def main():
             continue
         results = {}
         for formulation in ("DRCaps", "tiled"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--steps", str(args.steps),
-                 "--one", name, formulation],
-                capture_output=True, text=True, env=os.environ,
+            r, error = bench_utils.spawn(
+                [Path(__file__).resolve(), "--steps", args.steps,
+                 "--one", name, formulation]
             )
-            if out.returncode != 0:
-                print(out.stderr[-2000:], file=sys.stderr)
+            if r is None:
+                print(f"| {backend} | {name} | {formulation} | {error} | |")
                 continue
-            results[formulation] = json.loads(out.stdout.strip().splitlines()[-1])
-            r = results[formulation]
+            results[formulation] = r
             print(f"| {backend} | {name} | {formulation} | {r['median_s'] * 1e3:.1f} "
                   f"| {r['peak_mib']:.0f} |", flush=True)
         if len(results) == 2:

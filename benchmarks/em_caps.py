@@ -18,9 +18,10 @@ Usage:
 
 import argparse
 import json
-import os
-import subprocess
-import sys
+import statistics
+from pathlib import Path
+
+import bench_utils
 
 # (name, layer, batch, grid, input types, output types or classes)
 TIMING = [
@@ -33,9 +34,6 @@ MEMORY_BATCHES = [5, 15, 30]
 
 def run_one(layer, batch, grid, types, outputs, steps, warmup):
     """Runs in the subprocess: returns median step seconds and peak MiB."""
-    import resource
-    import time
-
     import keras
     import numpy as np
 
@@ -44,7 +42,7 @@ def run_one(layer, batch, grid, types, outputs, steps, warmup):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, grid, grid, types, 17)).astype("float32")
     x[..., -1] = rng.uniform(size=x.shape[:-1])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = bench_utils.rss_mib()
     if layer == "conv":
         caps = kp.layers.EMConvCaps(outputs, kernel_size=3, strides=2)
     else:
@@ -53,27 +51,19 @@ def run_one(layer, batch, grid, types, outputs, steps, warmup):
     model = keras.Model(inputs, caps(inputs))
     model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
     y = np.zeros((batch, *model.output.shape[1:]), "float32")
-    times = []
-    for _ in range(warmup + steps):
-        start = time.perf_counter()
-        loss = model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+    _, times, loss = bench_utils.train_steps(model, x, y, steps, warmup)
     assert np.isfinite(loss)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(np.median(times[warmup:])), (after - before) / 1024.0
+    return statistics.median(times), bench_utils.rss_mib() - before
 
 
 def spawn(backend, config, steps, warmup):
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    result = subprocess.run(
-        [sys.executable, __file__, "--child", json.dumps([*config, steps, warmup])],
-        env=env, capture_output=True, text=True, check=False,
+    result, error = bench_utils.spawn(
+        [Path(__file__).resolve(), "--child", json.dumps([*config, steps, warmup])],
+        backend=backend,
     )
-    if result.returncode != 0:
-        return None, None, result.stderr.strip().splitlines()[-1]
-    seconds, mib = json.loads(result.stdout.strip().splitlines()[-1])
+    if result is None:
+        return None, None, error
+    seconds, mib = result
     return seconds, mib, None
 
 
@@ -86,7 +76,7 @@ def main():
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_one(*json.loads(args.child))))
+        bench_utils.emit(run_one(*json.loads(args.child)))
         return
     backends = args.backends.split(",")
 

@@ -10,10 +10,9 @@ XLA on CPU a single step can take minutes.
 """
 
 import argparse
-import subprocess
-import sys
-import time
+from pathlib import Path
 
+import bench_utils
 import keras
 import numpy as np
 
@@ -40,14 +39,7 @@ def step_time(kind, args):
     inputs = keras.Input(shape)
     model = keras.Model(inputs, make_layer(kind, args)(inputs))
     model.compile(optimizer="sgd", loss="mse")
-    start = time.perf_counter()
-    model.train_on_batch(x, y)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+    first, times, _ = bench_utils.train_steps(model, x, y, args.steps)
     return first, min(times)
 
 
@@ -72,8 +64,7 @@ def main():
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        first, step = step_time(args.only, args)
-        print(f"RESULT {first} {step}")
+        bench_utils.emit(step_time(args.only, args))
         return
 
     backend = keras.backend.backend()
@@ -87,19 +78,16 @@ def main():
     for kind in args.kinds:
         if kind == "keras-conv2d" or kind == "native" and backend != "torch":
             # Possibly the pathological XLA path: a subprocess under a limit.
-            command = [sys.executable, __file__, "--only", kind,
-                       "--steps", "1" if kind == "keras-conv2d" else str(args.steps)]
+            arguments = [Path(__file__).resolve(), "--only", kind,
+                         "--steps", 1 if kind == "keras-conv2d" else args.steps]
             for name in ("batch", "size", "channels", "filters", "kernel", "groups"):
-                command += [f"--{name}", str(getattr(args, name))]
-            try:
-                result = subprocess.run(
-                    command, capture_output=True, text=True, timeout=args.timeout
-                )
-                line = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
-                first, step = map(float, line[-1].split()[1:])
+                arguments += [f"--{name}", getattr(args, name)]
+            result, error = bench_utils.spawn(arguments, args.timeout)
+            if result is None:
+                row = f"{error} | -"
+            else:
+                first, step = result
                 row = f"{first:.2f} | {step:.3f}"
-            except subprocess.TimeoutExpired:
-                row = f"> {args.timeout:.0f} (stopped) | -"
         else:
             first, step = step_time(kind, args)
             row = f"{first:.2f} | {step:.3f}"

@@ -11,17 +11,17 @@ holding up the others.
 """
 
 import argparse
-import json
-import subprocess
-import sys
-import time
+from pathlib import Path
 
+import bench_utils
+
+# Row name -> (name in the model catalogue `kp.models.CATALOGUE`, options).
 MODELS = {
-    "parallel_dr_12": ("build_parallel_dr", dict(capsule_layers=3, n_branches=12)),
-    "dr_3l_2mid": ("build_dr", dict(capsule_layers=3, n_mid_caps=2)),
-    "resnext50": ("build_resnext50", {}),
-    "parallel_em_10": ("build_parallel_em", dict(capsule_layers=3, n_branches=10)),
-    "em_2l": ("build_em", dict(capsule_layers=2)),
+    "parallel_dr_12": ("parallel_dr", dict(capsule_layers=3, n_branches=12)),
+    "dr_3l_2mid": ("dr", dict(capsule_layers=3, n_mid_caps=2)),
+    "resnext50": ("resnext50", {}),
+    "parallel_em_10": ("parallel_em", dict(capsule_layers=3, n_branches=10)),
+    "em_2l": ("em", dict(capsule_layers=2)),
 }
 
 
@@ -29,22 +29,15 @@ def measure(name, args):
     import keras
     import numpy as np
 
-    import keras_parcaps as kp
+    from keras_parcaps.models import get_model_spec
 
-    builder, options = MODELS[name]
+    model_name, options = MODELS[name]
     shape = (args.size, args.size, 3)
-    model = getattr(kp.models, builder)(input_shape=shape, num_classes=15, **options)
+    model = get_model_spec(model_name).build(shape, 15, **options)
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(args.batch, *shape)).astype("float32")
     y = keras.utils.to_categorical(np.arange(args.batch) % 15, 15)
-    start = time.perf_counter()
-    model.train_on_batch(x, y)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(args.steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+    first, times, _ = bench_utils.train_steps(model, x, y, args.steps)
     return {"params": model.count_params(), "first": first, "step": min(times)}
 
 
@@ -60,7 +53,7 @@ def main():
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
-        print("RESULT " + json.dumps(measure(args.only, args)))
+        bench_utils.emit(measure(args.only, args))
         return
 
     import keras
@@ -69,22 +62,14 @@ def main():
     print("| backend | model | params | first step s | train step s | images/s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:
-        command = [sys.executable, __file__, "--only", name, "--size", str(args.size),
-                   "--batch", str(args.batch), "--steps", str(args.steps)]
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, timeout=args.timeout
-            )
-            lines = [x for x in result.stdout.splitlines() if x.startswith("RESULT")]
-            if not lines:
-                tail = result.stderr.strip().splitlines()[-1:] or ["no output"]
-                row = f"- | failed: {tail[0][:80]} | - | -"
-            else:
-                r = json.loads(lines[-1][len("RESULT "):])
-                row = (f"{r['params'] / 1e6:.1f}M | {r['first']:.1f} | "
-                       f"{r['step']:.2f} | {args.batch / r['step']:.2f}")
-        except subprocess.TimeoutExpired:
-            row = f"- | > {args.timeout:.0f} s (stopped) | - | -"
+        arguments = [Path(__file__).resolve(), "--only", name, "--size", args.size,
+                     "--batch", args.batch, "--steps", args.steps]
+        r, error = bench_utils.spawn(arguments, args.timeout)
+        if r is None:
+            row = f"- | {error[:80]} | - | -"
+        else:
+            row = (f"{r['params'] / 1e6:.1f}M | {r['first']:.1f} | "
+                   f"{r['step']:.2f} | {args.batch / r['step']:.2f}")
         print(f"| {backend} | {name} | {row} |", flush=True)
 
 

@@ -1,8 +1,9 @@
 """ParallelBranch one-by-one against a hand-fused equivalent: training step.
 
-The branch is the paper's DR branch on the stem's 50x50x256 output: a
-ResNeXtBlock [256, 256, 512] (cardinality 64, 7x7, stride 2), Primary-Caps of
-two 256-long capsules per grid point and one 16-long Mid-Cap. The fused
+The branch is the paper's DR branch (`kp.models.dr.dr_branch`) on the stem's
+50x50x256 output: a ResNeXtBlock [256, 256, 512] (cardinality 64, 7x7,
+stride 2), Primary-Caps of two 256-long capsules per grid point and one
+16-long Mid-Cap. The fused
 network computes the same function with the branch axis folded into the
 channels: one wide 1x1 convolution for the shared-input convolutions,
 grouped convolutions (`GroupConv2D`) with `n` times the groups, and one
@@ -12,8 +13,8 @@ einsum over the branch axis for the Mid-Caps.
 """
 
 import argparse
-import time
 
+import bench_utils
 import keras
 import numpy as np
 from keras import ops
@@ -25,13 +26,7 @@ CAPS, LENGTH, MID = 2, 256, 16
 
 
 def one_by_one(n, shape):
-    branch_in = keras.Input(shape)
-    x = kp.layers.ResNeXtBlock([256, 256, 512], 64, kernel_size=7, strides=2)(
-        branch_in
-    )
-    x = kp.layers.PrimaryCaps(CAPS, LENGTH)(x)
-    x = kp.layers.DRCaps(1, MID)(x)
-    branch = keras.Model(branch_in, x)
+    branch = kp.models.dr.dr_branch(shape, capsule_size=MID)
     inputs = keras.Input(shape)
     return keras.Model(inputs, kp.layers.ParallelBranch(branch, n)(inputs))
 
@@ -81,12 +76,7 @@ def fused(n, shape):
 
 def step_time(model, x, y, steps):
     model.compile(optimizer="sgd", loss="mse")
-    model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+    _, times, _ = bench_utils.train_steps(model, x, y, steps)
     return min(times)
 
 

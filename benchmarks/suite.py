@@ -36,15 +36,15 @@ import datetime
 import json
 import os
 import platform
-import resource
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import bench_utils
+from bench_utils import ROOT, rss_mib, sync
+
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 BACKENDS = ("tensorflow", "jax", "torch")
 # Per size: batch, image size for the builders, branches of the parallel
@@ -178,28 +178,29 @@ def parallel_branch(size):
     import keras_parcaps as kp
 
     if size == "paper":  # the DR branches of build_parallel_dr(12)
-        x, n, width, length, kernel = _normal(15, 50, 50, 256), 12, 256, 256, 7
+        x, n = _normal(15, 50, 50, 256), 12
+        branch = kp.models.dr.dr_branch(x.shape[1:])
+        description = f"{n} x the paper's DR branch (kp.models.dr.dr_branch)"
     else:
         x, n, width, length, kernel = _normal(8, 16, 16, 32), 3, 32, 16, 3
-    branch_in = keras.Input(x.shape[1:])
-    h = kp.layers.ResNeXtBlock(
-        [width, width, 2 * width], width // 4, kernel_size=kernel, strides=2
-    )(branch_in)
-    h = kp.layers.PrimaryCaps(2, length)(h)
-    branch = keras.Model(branch_in, kp.layers.DRCaps(1, 16)(h))
-    layer = kp.layers.ParallelBranch(branch, n)
-    return _layer_case(
-        layer,
-        x,
-        f"{n} x (block [{width}, {width}, {2 * width}], 2 caps x {length}, 1 Mid-Cap)",
-    )
+        branch_in = keras.Input(x.shape[1:])
+        h = kp.layers.ResNeXtBlock(
+            [width, width, 2 * width], width // 4, kernel_size=kernel, strides=2
+        )(branch_in)
+        h = kp.layers.PrimaryCaps(2, length)(h)
+        branch = keras.Model(branch_in, kp.layers.DRCaps(1, 16)(h))
+        description = (
+            f"{n} x (block [{width}, {width}, {2 * width}], 2 caps x {length}, "
+            "1 Mid-Cap)"
+        )
+    return _layer_case(kp.layers.ParallelBranch(branch, n), x, description)
 
 
 def _builder_case(name, size, **options):
     import keras
     import numpy as np
 
-    import keras_parcaps as kp
+    from keras_parcaps.models import get_model_spec
 
     spec = SIZES[size]
     if name == "build_sabour_capsnet":  # its own 28x28 grayscale input
@@ -210,7 +211,9 @@ def _builder_case(name, size, **options):
         batch = spec["batch"]
     if "n_branches" in options and spec["branches"]:
         options["n_branches"] = spec["branches"]
-    model = getattr(kp.models, name)(input_shape=shape, num_classes=classes, **options)
+    model = get_model_spec(name).builder(
+        input_shape=shape, num_classes=classes, **options
+    )
     x = np.random.default_rng(0).uniform(size=(batch, *shape)).astype("float32")
     y = keras.utils.to_categorical(np.arange(batch) % classes, classes)
     details = ", ".join(f"{k}={v}" for k, v in options.items())
@@ -244,13 +247,6 @@ CASES = {
 
 
 # What runs in the subprocesses.
-
-
-def _sync(tensor):
-    """Waits for `tensor` (asynchronous on a GPU, and on JAX) by reading one value."""
-    import keras
-
-    keras.ops.convert_to_numpy(keras.ops.reshape(tensor, (-1,))[0])
 
 
 def _device():
@@ -308,10 +304,6 @@ def _device_peak_mib():
     return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
 
 
-def _rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _ram_mib():
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
 
@@ -327,7 +319,7 @@ def probe(n, repeats):
     times = []
     for _ in range(repeats + 2):  # two warm-ups: kernel selection, allocation
         start = time.perf_counter()
-        _sync(keras.ops.matmul(a, b))
+        sync(keras.ops.matmul(a, b))
         times.append(time.perf_counter() - start)
     device = _device()
     backend = keras.backend.backend()
@@ -346,21 +338,12 @@ def measure(case, size, jit, steps, warmup):
     """One case's training step, in the subprocess."""
     import keras
 
-    before = _rss_mib()
+    before = rss_mib()
     model, x, y, description = CASES[case](size)
     model.jit_compile = jit
-    start = time.perf_counter()
-    model.train_on_batch(x, y)
-    first = time.perf_counter() - start
-    for _ in range(warmup - 1):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        loss = model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+    first, times, loss = bench_utils.train_steps(model, x, y, steps, warmup)
     device = _device()
-    peak = _device_peak_mib() if device else _rss_mib() - before
+    peak = _device_peak_mib() if device else rss_mib() - before
     return {
         "description": description,
         "params": model.count_params(),
@@ -393,39 +376,16 @@ def count_flops(case, size):
 
 def spawn(backend, task, timeout):
     """Runs `task` (a JSON list) in a fresh process; returns (result, error)."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    script = str(Path(__file__).resolve())
-    command = [sys.executable, script, "--child", json.dumps(task)]
-    # A session of its own, so that a timeout also ends what the child started
-    # (torch.compile's compile workers).
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    script = Path(__file__).resolve()
+    return bench_utils.spawn(
+        [script, "--child", json.dumps(task)], timeout, backend=backend
     )
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        return None, f"stopped after {timeout:.0f} s"
-    lines = [x for x in stdout.splitlines() if x.startswith("RESULT ")]
-    if process.returncode != 0 or not lines:
-        # The exception's line, not the warnings logged after it.
-        errors = [x for x in stderr.splitlines() if "Error" in x.split(":")[0]]
-        tail = errors or stderr.strip().splitlines() or [f"exit {process.returncode}"]
-        return None, f"failed: {tail[-1][:120]}"
-    return json.loads(lines[-1][len("RESULT ") :]), None
 
 
 def _child(task):
     kind, *args = task
     result = {"probe": probe, "measure": measure, "flops": count_flops}[kind](*args)
-    print("RESULT " + json.dumps(result), flush=True)
+    bench_utils.emit(result)
 
 
 def _machine():

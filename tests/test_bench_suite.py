@@ -3,12 +3,15 @@ one tiny case end to end, so that `make bench` cannot rot unnoticed."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import keras
 import pytest
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
+# The suite imports its sibling `bench_utils`, as it does when run as a script.
+sys.path.insert(0, str(SUITE.parent))
 spec = importlib.util.spec_from_file_location("bench_suite", SUITE)
 suite = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(suite)
