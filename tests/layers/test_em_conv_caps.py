@@ -33,6 +33,8 @@ def test_layer_checks(kwargs, input_shape, output_shape):
     run_layer_checks(
         EMConvCaps, kwargs, input_shape, output_shape,
         input_fn=lambda b: matrix_capsules(rng, (b, *input_shape[1:])),
+        # kernel, beta_a, beta_u
+        expected_num_trainable_weights=3, expected_num_non_trainable_weights=0,
     )
 
 

@@ -106,6 +106,8 @@ def test_layer_checks():
              activation="relu"),
         input_shape=(None, 5, 5, 4),
         expected_output_shape=(None, 3, 3, 4),
+        expected_num_trainable_weights=2,  # kernel, bias
+        expected_num_non_trainable_weights=0,
     )
 
 

@@ -78,6 +78,10 @@ def test_layer_checks_with_model_branch():
         dict(branch=capsule_branch(), n_branches=2),
         input_shape=(None, 3, 3, 4),
         expected_output_shape=(None, 2, 5),
+        # per copy: the Primary-Caps convolution's kernel and bias, the kernel
+        # of the Mid-Cap
+        expected_num_trainable_weights=6,
+        expected_num_non_trainable_weights=0,
     )
 
 
@@ -88,6 +92,8 @@ def test_layer_checks_with_grid_capsules():
         dict(branch=kp.layers.PrimaryCaps(2, 3), n_branches=3),
         input_shape=(None, 2, 2, 4),
         expected_output_shape=(None, 2, 2, 6, 3),
+        expected_num_trainable_weights=6,  # kernel and bias per copy
+        expected_num_non_trainable_weights=0,
     )
 
 

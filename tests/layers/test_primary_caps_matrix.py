@@ -17,7 +17,11 @@ from tests.layer_checks import run_layer_checks
     ],
 )
 def test_layer_checks(kwargs, input_shape, output_shape):
-    run_layer_checks(PrimaryCaps, kwargs, input_shape, output_shape)
+    run_layer_checks(
+        PrimaryCaps, kwargs, input_shape, output_shape,
+        # the pose and the activation convolutions, kernel and bias each
+        expected_num_trainable_weights=4, expected_num_non_trainable_weights=0,
+    )
 
 
 def test_matches_numpy_pointwise_convs(rng):

@@ -73,6 +73,10 @@ def test_layer_checks():
         dict(filters=[4, 4, 8], cardinality=2, kernel_size=3, strides=2),
         input_shape=(None, 5, 5, 3),
         expected_output_shape=(None, 3, 3, 8),
+        # 4 convolution kernels (reduce, grouped, expand, projection) and 4
+        # BatchNormalizations: gamma and beta trained, mean and variance not.
+        expected_num_trainable_weights=12,
+        expected_num_non_trainable_weights=8,
     )
 
 
