@@ -1,11 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make demo   train and evaluate a parallel capsule network (DATA=dir for real data)
-#   make test   run the whole test suite once per backend (TensorFlow, JAX, PyTorch)
+#   make test   run the whole test suite once per backend (TensorFlow, JAX, PyTorch),
+#               the backends side by side (TEST_JOBS=1: one after another)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
+TEST_JOBS ?= 3
 DATA ?=
 DEMO_ARGS ?=
 
@@ -19,11 +21,10 @@ $(VENV)/.installed: pyproject.toml ci/constraints.txt
 
 venv: $(VENV)/.installed
 
+# Every backend runs, each in its own process with one thread, and the target
+# fails if any backend fails; the logs are also in .test-logs/<backend>.log.
 test: venv
-	@set -e; for backend in $(BACKENDS); do \
-		echo "=== KERAS_BACKEND=$$backend ==="; \
-		KERAS_BACKEND=$$backend $(PY) -m pytest -q $(PYTEST_ARGS) tests; \
-	done
+	$(PY) ci/test_backends.py --backends $(BACKENDS) --jobs $(TEST_JOBS) -- -q $(PYTEST_ARGS)
 
 demo: venv
 	KERAS_BACKEND=$${KERAS_BACKEND:-jax} $(VENV)/bin/keras-parcaps demo $(if $(DATA),--data $(DATA)) $(DEMO_ARGS)
