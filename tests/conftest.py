@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import keras
 import numpy as np
@@ -22,5 +24,54 @@ def rng():
     return np.random.default_rng(0)
 
 
+# Where `GroupConv2D`'s formulations are tested: the layers (and ops) choose
+# their own, "split" under XLA on a CPU as a user's model does.
+_OWN_GROUPED_CONVOLUTION = ("tests/layers/", "tests/ops/")
+
+
+@pytest.fixture(autouse=True)
+def _native_grouped_convolution(request, monkeypatch):
+    """Runs `GroupConv2D(implementation="auto")` natively in model-level tests.
+
+    Under XLA on a CPU, "auto" splits a grouped convolution into one
+    convolution per group (`GroupConv2D`'s fast path for the paper's 50x50
+    maps). The model-level tests run the paper's networks on grids of 1 to
+    6 pixels, where XLA's native grouped convolution is fast too, and the
+    hundreds of per-group convolutions of a split network make its
+    compilation most of a test's time (measured: the first training step of
+    `build_parallel_dr(input_shape=(32, 32, 3), n_branches=2)` on JAX, 22 s
+    of CPU native against several minutes split). Both formulations, their
+    agreement, the choice of "auto" and the split layer's training,
+    saving and mixed precision are tested in tests/layers/.
+    """
+    path = request.node.nodeid.replace("\\", "/")
+    if path.startswith(_OWN_GROUPED_CONVOLUTION):
+        return
+    from keras_parcaps.layers import group_conv2d
+
+    monkeypatch.setattr(group_conv2d, "default_implementation", lambda: "native")
+
+
 def pytest_configure(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if keras.backend.backend() == "jax":
+        _share_jax_compilations(config)
+
+
+def _share_jax_compilations(config):
+    """JAX's persistent compilation cache for this run, unless one is set.
+
+    Many tests compile the same function again (a model, its reloaded copy,
+    the same layer in several tests); with the cache the second compilation
+    is a read. The cache lives in a temporary folder removed at the end of
+    the run, so every run still compiles everything once.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    folder = tempfile.mkdtemp(prefix="parcaps-jax-cache-")
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
