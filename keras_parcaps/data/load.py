@@ -40,7 +40,8 @@ def load(
         An `ImageSet`.
 
     Raises:
-        ValueError: when `source` is neither a folder nor a shared data set.
+        FileNotFoundError: when `source` is neither a folder nor a shared
+            data set.
 
     Example:
 
@@ -58,20 +59,13 @@ def load(
         >>> load("no_such_data", root=tmp.name)
         Traceback (most recent call last):
             ...
-        ValueError: `source` must be a folder, a shared data set ...
+        FileNotFoundError: Data directory not found: no_such_data
     """
     if source is None or source == "synthetic":
         return synthetic_cells(image_size=image_size, seed=seed)
     path = Path(source)
     if not path.is_dir():
-        shared = data_dir(str(source), root=root)
-        if shared is None:
-            raise ValueError(
-                "`source` must be a folder, a shared data set name under "
-                "`root` or $PARCAPS_DATA, 'synthetic' or None. "
-                f"Received: source={source!r}"
-            )
-        path = shared
+        path = data_dir(str(source), root=root) or path
     if (path / "annotations.dat").is_file():
         return load_aml(path, labels=labels, image_size=image_size, on_error=on_error)
     return load_class_folders(path, image_size=image_size, on_error=on_error)

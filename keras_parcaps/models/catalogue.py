@@ -88,7 +88,7 @@ def get_model_spec(name: str) -> ModelSpec:
         >>> get_model_spec("vgg")
         Traceback (most recent call last):
             ...
-        ValueError: Unknown model 'vgg'. Available here: parallel_dr, dr, ...
+        ValueError: Unknown or unavailable model 'vgg'. Available here: parallel_dr, ...
     """
     if name in CATALOGUE:
         return CATALOGUE[name]
@@ -96,6 +96,7 @@ def get_model_spec(name: str) -> ModelSpec:
         if spec.builder.__name__ == name:
             return spec
     raise ValueError(
-        f"Unknown model {name!r}. Available here: {', '.join(CATALOGUE)}. "
+        f"Unknown or unavailable model {name!r}. Available here: "
+        f"{', '.join(CATALOGUE)}. "
         f"Received: name={name!r}"
     )
