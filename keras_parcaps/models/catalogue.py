@@ -5,9 +5,10 @@ from keras_parcaps.models.em_capsnet import build_em_capsnet
 from keras_parcaps.models.model_spec import ModelSpec
 from keras_parcaps.models.resnext import build_resnext50
 from keras_parcaps.models.sabour import build_sabour_capsnet
+from keras_parcaps.models.stem import CAPSULE_LAYERS, CAPSULE_SIZES
 
-_DR_CHOICES = {"capsule_size": dr.CAPSULE_SIZES, "capsule_layers": dr.CAPSULE_LAYERS}
-_EM_CHOICES = {"capsule_size": em.CAPSULE_SIZES, "capsule_layers": em.CAPSULE_LAYERS}
+# The paper's networks, DR and EM, take the same capsule sizes and layers.
+_CHOICES = {"capsule_size": CAPSULE_SIZES, "capsule_layers": CAPSULE_LAYERS}
 # Table 1 of the paper: capsule size 16, 3 capsule layers and the routing
 # iterations of the original papers; the parallel networks it chose.
 _PAPER = {"capsule_size": 16, "capsule_layers": 3, "routing_iterations": 3}
@@ -19,7 +20,7 @@ CATALOGUE = {
             "parallel_dr",
             dr.build_parallel_dr,
             "dr",
-            choices=_DR_CHOICES,
+            choices=_CHOICES,
             paper={**_PAPER, "n_branches": 12},
             max_branches_2_layers=dr.PRIMARY_LENGTH,
         ),
@@ -27,14 +28,14 @@ CATALOGUE = {
             "dr",
             dr.build_dr,
             "dr",
-            choices=_DR_CHOICES,
+            choices=_CHOICES,
             paper={**_PAPER, "n_mid_caps": 2},
         ),
         ModelSpec(
             "parallel_em",
             em.build_parallel_em,
             "em",
-            choices=_EM_CHOICES,
+            choices=_CHOICES,
             paper={**_PAPER, "n_branches": 10},
             max_branches_2_layers=em.PRIMARY_CAPS,
         ),
@@ -42,7 +43,7 @@ CATALOGUE = {
             "em",
             em.build_em,
             "em",
-            choices=_EM_CHOICES,
+            choices=_CHOICES,
             paper={**_PAPER, "n_mid_caps": 2},
         ),
         ModelSpec("resnext50", build_resnext50, "cnn"),

@@ -4,7 +4,7 @@ import math
 
 import keras
 
-from keras_parcaps._checks import check_choice, check_positive_int
+from keras_parcaps._checks import check_positive_int
 from keras_parcaps.layers.capsule_length import CapsuleLength
 from keras_parcaps.layers.dr_caps import DRCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
@@ -14,12 +14,11 @@ from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.models.stem import (
     STEM_STRIDE,
     block,
+    check_capsule_options,
     check_input_shape,
     stem,
 )
 
-CAPSULE_SIZES = (9, 16, 25)
-CAPSULE_LAYERS = (2, 3, 4)
 # Primary-Caps: two capsules of 256 values per grid point.
 PRIMARY_CAPS = 2
 PRIMARY_LENGTH = 256
@@ -29,13 +28,6 @@ PRIMARY_LENGTH = 256
 ROUTING_STEP_AT_INIT = 0.2
 # The stem, then the branch block's stride.
 MIN_SIZE = STEM_STRIDE * 2
-
-
-def _check(num_classes, capsule_size, capsule_layers, routing_iterations):
-    check_positive_int("num_classes", num_classes)
-    check_choice("capsule_size", capsule_size, CAPSULE_SIZES)
-    check_choice("capsule_layers", capsule_layers, CAPSULE_LAYERS)
-    check_positive_int("routing_iterations", routing_iterations)
 
 
 def _block():
@@ -166,7 +158,7 @@ def build_dr(
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
     """
-    _check(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
     check_positive_int("n_mid_caps", n_mid_caps)
     input_shape = check_input_shape(input_shape, MIN_SIZE)
     inputs = keras.Input(input_shape, name="image")
@@ -242,7 +234,7 @@ def build_parallel_dr(
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
     """
-    _check(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
     check_positive_int("n_branches", n_branches)
     input_shape = check_input_shape(input_shape, MIN_SIZE)
     if capsule_layers == 2 and n_branches > PRIMARY_LENGTH:

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_parcaps._checks import check_choice, check_positive_int
+from keras_parcaps._checks import check_positive_int
 from keras_parcaps.layers.em_class_caps import EMClassCaps
 from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
@@ -13,22 +13,14 @@ from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.models.stem import (
     STEM_STRIDE,
     block,
+    check_capsule_options,
     check_input_shape,
     stem,
 )
 
-CAPSULE_SIZES = (9, 16, 25)
-CAPSULE_LAYERS = (2, 3, 4)
 PRIMARY_CAPS = 32
 # Mid-Caps: a 3x3 window; the first Mid-Cap layer carries a stride of 2.
 MID_KERNEL = 3
-
-
-def _check(num_classes, capsule_size, capsule_layers, routing_iterations):
-    check_positive_int("num_classes", num_classes)
-    check_choice("capsule_size", capsule_size, CAPSULE_SIZES)
-    check_choice("capsule_layers", capsule_layers, CAPSULE_LAYERS)
-    check_positive_int("routing_iterations", routing_iterations)
 
 
 def _min_size(capsule_layers):
@@ -134,7 +126,7 @@ def build_em(
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
     """
-    _check(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
     check_positive_int("n_mid_caps", n_mid_caps)
     input_shape = check_input_shape(input_shape, _min_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
@@ -211,7 +203,7 @@ def build_parallel_em(
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
     """
-    _check(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
     check_positive_int("n_branches", n_branches)
     if capsule_layers == 2 and n_branches > PRIMARY_CAPS:
         raise ValueError(

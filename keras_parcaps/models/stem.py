@@ -1,7 +1,8 @@
-"""The CNN stem shared by the paper's capsule networks, and input checks."""
+"""The CNN stem shared by the paper's capsule networks, and their checks."""
 
 import keras
 
+from keras_parcaps._checks import check_choice, check_positive_int
 from keras_parcaps.layers.image_centering import ImageCentering
 from keras_parcaps.layers.resnext_block import ResNeXtBlock
 
@@ -17,6 +18,19 @@ BLOCK_KERNEL = 7
 # accuracy. With 0.9 they trail by 10 iterations (2-3% off, the noise of
 # the batches). Measured on real leukocytes; see docs/concepts.md.
 BATCH_NORM_MOMENTUM = 0.9
+
+# The capsule sizes (3x3, 4x4, 5x5) and capsule-layer counts of the paper.
+CAPSULE_SIZES = (9, 16, 25)
+CAPSULE_LAYERS = (2, 3, 4)
+
+
+def check_capsule_options(num_classes, capsule_size, capsule_layers,
+                          routing_iterations) -> None:
+    """Raises unless the options are ones the paper's networks take."""
+    check_positive_int("num_classes", num_classes)
+    check_choice("capsule_size", capsule_size, CAPSULE_SIZES)
+    check_choice("capsule_layers", capsule_layers, CAPSULE_LAYERS)
+    check_positive_int("routing_iterations", routing_iterations)
 
 
 def check_input_shape(input_shape, min_size: int) -> tuple:
