@@ -9,50 +9,36 @@ from keras_parcaps.models.stem import CAPSULE_LAYERS, CAPSULE_SIZES
 
 # The paper's networks, DR and EM, take the same capsule sizes and layers.
 _CHOICES = {"capsule_size": CAPSULE_SIZES, "capsule_layers": CAPSULE_LAYERS}
-# Table 1 of the paper: capsule size 16, 3 capsule layers and the routing
-# iterations of the original papers; the parallel networks it chose.
-_PAPER = {"capsule_size": 16, "capsule_layers": 3, "routing_iterations": 3}
+
+
+def _paper_network(name, builder, kind, **paper):
+    """A network of the paper: Table 1's options, the paper's choices."""
+    limit = paper.pop("max_branches_2_layers", None)
+    return ModelSpec(
+        name,
+        builder,
+        kind,
+        choices=_CHOICES,
+        # Capsule size 16, 3 capsule layers and the routing iterations of
+        # the original papers (Table 1); the branches or Mid-Caps it chose.
+        paper={"capsule_size": 16, "capsule_layers": 3, "routing_iterations": 3,
+               **paper},
+        max_branches_2_layers=limit,
+    )
+
 
 CATALOGUE = {
     spec.name: spec
     for spec in (
-        ModelSpec(
-            "parallel_dr",
-            dr.build_parallel_dr,
-            "dr",
-            choices=_CHOICES,
-            paper={**_PAPER, "n_branches": 12},
-            max_branches_2_layers=dr.PRIMARY_LENGTH,
-        ),
-        ModelSpec(
-            "dr",
-            dr.build_dr,
-            "dr",
-            choices=_CHOICES,
-            paper={**_PAPER, "n_mid_caps": 2},
-        ),
-        ModelSpec(
-            "parallel_em",
-            em.build_parallel_em,
-            "em",
-            choices=_CHOICES,
-            paper={**_PAPER, "n_branches": 10},
-            max_branches_2_layers=em.PRIMARY_CAPS,
-        ),
-        ModelSpec(
-            "em",
-            em.build_em,
-            "em",
-            choices=_CHOICES,
-            paper={**_PAPER, "n_mid_caps": 2},
-        ),
+        _paper_network("parallel_dr", dr.build_parallel_dr, "dr", n_branches=12,
+                       max_branches_2_layers=dr.PRIMARY_LENGTH),
+        _paper_network("dr", dr.build_dr, "dr", n_mid_caps=2),
+        _paper_network("parallel_em", em.build_parallel_em, "em", n_branches=10,
+                       max_branches_2_layers=em.PRIMARY_CAPS),
+        _paper_network("em", em.build_em, "em", n_mid_caps=2),
         ModelSpec("resnext50", build_resnext50, "cnn"),
-        ModelSpec(
-            "sabour",
-            build_sabour_capsnet,
-            "dr",
-            defaults={"reconstruction": False},
-        ),
+        ModelSpec("sabour", build_sabour_capsnet, "dr",
+                  defaults={"reconstruction": False}),
         ModelSpec("em_capsnet", build_em_capsnet, "em"),
     )
 }
