@@ -1,7 +1,7 @@
 """Runs the test suite once per Keras backend, the backends side by side.
 
     python ci/test_backends.py                        # every backend, 3 at once
-    python ci/test_backends.py --backends jax torch --jobs 1 -- -x -k routing
+    python ci/test_backends.py --backends jax torch --jobs 1 -- -x tests/ops
 
 Each backend runs `python -m pytest tests` in its own process with
 `KERAS_BACKEND` set. On a small CPU machine the backends share the cores
@@ -56,8 +56,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pytest", *(args.pytest_args or ["-q"]),
-               "tests"]
+    pytest_args = args.pytest_args or ["-q"]
+    if not any((ROOT / arg.split("::")[0]).exists() for arg in pytest_args
+               if not arg.startswith("-")):
+        pytest_args = [*pytest_args, "tests"]  # the whole suite unless told
+    command = [sys.executable, "-m", "pytest", *pytest_args]
     waiting = list(args.backends)
     running, results = {}, {}
     start = time.perf_counter()
