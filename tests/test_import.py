@@ -35,7 +35,7 @@ def test_import_leaves_matplotlib_alone(tmp_path):
            "MPLBACKEND": "svg"}
     result = subprocess.run(
         [sys.executable, "-c", _CHECK, str(tmp_path / "cm.png")],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True, text=True, env=env, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "cm.png").stat().st_size > 0
