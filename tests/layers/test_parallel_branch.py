@@ -82,6 +82,10 @@ def test_layer_checks_with_model_branch():
         # of the Mid-Cap
         expected_num_trainable_weights=6,
         expected_num_non_trainable_weights=0,
+        # A wrapper keeps its branch's own dtype policy, as Keras's wrappers
+        # do; tests/models/test_mixed_precision.py runs ParallelBranch under
+        # a global mixed policy.
+        mixed_precision=False,
     )
 
 
@@ -94,6 +98,7 @@ def test_layer_checks_with_grid_capsules():
         expected_output_shape=(None, 2, 2, 6, 3),
         expected_num_trainable_weights=6,  # kernel and bias per copy
         expected_num_non_trainable_weights=0,
+        mixed_precision=False,  # the branch's own policy, as above
     )
 
 
