@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 # What `keras-parcaps demo` does by default: a few minutes on 2 CPU cores.
 # The 2-layer parallel DR-CapsNet with 4 branches (a row of the paper's
