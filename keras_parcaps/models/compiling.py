@@ -77,7 +77,8 @@ def compile_model(
         >>> model = keras.Sequential(
         ...     [keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
         >>> model = compile_model(model, loss="categorical_crossentropy")
-        >>> type(model.optimizer).__name__, float(model.optimizer.learning_rate)
+        >>> optimizer = model.optimizer
+        >>> type(optimizer).__name__, round(float(optimizer.learning_rate), 6)
         ('Nadam', 0.001)
         >>> model = compile_model(model, learning_rate=0.01)  # keeps the loss
         >>> model.loss, round(float(model.optimizer.learning_rate), 6)
