@@ -5,14 +5,17 @@ Every function takes votes `(batch, ..., n_in, n_out, D)`: the leading axes
 into one axis so that every heavy step is a batched contraction. Everything
 runs in float32 whatever the input dtype, and the outputs are float32.
 
-The cost of an output capsule follows Hinton et al. with three numerically
+The cost of an output capsule follows Hinton et al. with four numerically
 motivated choices. From Gritzman (2019): the variance (never the standard
 deviation) carries an `epsilon`, and the sum of assignments is divided by the
 mean share of an output capsule, `n_in / n_out`, and multiplied by 100, so
 that the inverse temperature `final_lambda = 0.01` gives sigmoid arguments of
 order one whatever the number of inputs. Ours: the log-variance is measured
 relative to the mean squared vote of the routing problem, so that the
-activations do not depend on the scale of the poses (see `em_m_step`).
+activations do not depend on the scale of the poses; and every variance has
+a prior worth `PRIOR_VOTES` votes of that scale, so that an output capsule
+fitted to one or two votes does not collapse to a zero-variance Gaussian
+(see `em_m_step`).
 The largest intermediates are a few float32 tensors of the votes' size.
 """
 
@@ -22,6 +25,14 @@ from keras import ops
 
 # Gritzman's layer norm factor: with final_lambda = 0.01, lambda * 100 ~ 1.
 COST_SCALE = 100.0
+# Pseudo-votes of the variance prior (a MAP estimate of each variance). With
+# few inputs per routing problem (the Class-Caps of a parallel network get one
+# Mid-Cap per branch below 100x100 pixels) the E-step hands each input to one
+# class; without a prior that class's variance falls to `epsilon`, its
+# activation saturates at 1 and the others stay at sigmoid(0) = 0.5, whatever
+# the image: a parallel EM network then never learns real cells (measured,
+# docs/concepts.md). With hundreds of inputs the prior changes little.
+PRIOR_VOTES = 1.0
 
 
 def inverse_temperatures(routing_iterations: int, final_lambda: float = 0.01):
@@ -50,7 +61,9 @@ def _flatten(votes):
     return ops.transpose(votes, (0, 2, 1, 3))
 
 
-def _m_step(votes, activations, assignments, beta_a, beta_u, scale, lam, eps):
+def _m_step(
+    votes, activations, assignments, beta_a, beta_u, scale, lam, eps, prior
+):
     """M-step on `(n, j, i, d)` votes and `(n, j, i)` assignments; also
     returns `(V - mu)^2`."""
     n_out, n_in = votes.shape[1], votes.shape[2]
@@ -59,7 +72,10 @@ def _m_step(votes, activations, assignments, beta_a, beta_u, scale, lam, eps):
     coeff = ops.expand_dims(weighted / (ops.expand_dims(total, 2) + eps), 2)
     mean = ops.squeeze(ops.matmul(coeff, votes), 2)
     squares = ops.square(votes - ops.expand_dims(mean, 2))
-    variance = ops.squeeze(ops.matmul(coeff, squares), 2) + eps
+    spread = ops.squeeze(ops.matmul(ops.expand_dims(weighted, 2), squares), 2)
+    variance = (spread + prior * ops.expand_dims(scale, 1)) / (
+        ops.expand_dims(total, 2) + prior + eps
+    ) + eps
     share = total * (COST_SCALE * n_out / n_in)
     log_ratio = ops.log(variance) - ops.expand_dims(ops.log(scale), 1)
     beta_u = ops.expand_dims(ops.cast(beta_u, "float32"), -1)
@@ -81,6 +97,15 @@ def _e_step(squares, variance, logits):
     return ops.softmax(log_r, axis=1)
 
 
+def _check_prior(prior_votes) -> float:
+    if not isinstance(prior_votes, (int, float)) or not prior_votes >= 0:
+        raise ValueError(
+            "`prior_votes` must be a number >= 0. "
+            f"Received: prior_votes={prior_votes!r}"
+        )
+    return float(prior_votes)
+
+
 def _scale(votes, eps):
     """The mean squared vote per pose entry of each problem, `(n, D)`."""
     return ops.mean(ops.square(votes), axis=(1, 2)) + eps
@@ -94,15 +119,17 @@ def em_m_step(
     beta_u,
     inverse_temperature: float,
     epsilon: float = 1e-6,
+    prior_votes: float = PRIOR_VOTES,
 ):
     """One M-step: Gaussian of every output capsule and its activation.
 
-    With `r_ij = R_ij a_i`:
+    With `r_ij = R_ij a_i`, the vote scale `q_h = mean_ij V_ijh^2 + epsilon`
+    and `k = prior_votes`:
     `mu_j = sum_i r_ij V_ij / (sum_i r_ij + epsilon)`,
-    `var_j = sum_i r_ij (V_ij - mu_j)^2 / (sum_i r_ij + epsilon) + epsilon`,
+    `var_jh = (sum_i r_ij (V_ijh - mu_jh)^2 + k q_h) / (sum_i r_ij + k +
+    epsilon) + epsilon`,
     `cost_j = s_j * sum_h (beta_u_j + log(var_jh / q_h) / 2)` with the share
-    `s_j = COST_SCALE * sum_i r_ij * n_out / n_in` and the vote scale
-    `q_h = mean_ij V_ijh^2 + epsilon`, and
+    `s_j = COST_SCALE * sum_i r_ij * n_out / n_in`, and
     `a_j = sigmoid(lambda * (beta_a_j - cost_j))`.
 
     Hinton et al.'s cost uses `log(sigma_h)`; measuring the variance
@@ -110,6 +137,15 @@ def em_m_step(
     poses. Without it the activations depend on the absolute scale of the
     votes, and at a random initialisation (pose entries of about 0.01) every
     sigmoid saturates at 1 and a network cannot start to learn.
+
+    The `k q_h` term is a prior on each variance worth `k` votes at the
+    problem's scale (the maximum a posteriori estimate). Hinton et al. have
+    `k = 0`: an output fitted to a single vote then has variance `epsilon`,
+    and its activation saturates at 1. With few inputs per problem (a
+    parallel network's Class-Caps on small images) that happens to whichever
+    classes the E-step hands an input, independently of the image, and the
+    gradient through the saturated sigmoid vanishes. Once the assignments
+    sum to much more than `k` the prior is negligible.
 
     Args:
         votes: `(..., n_in, n_out, D)`.
@@ -119,6 +155,8 @@ def em_m_step(
         beta_u: Cost bias per output type, `(n_out,)`.
         inverse_temperature: `lambda`.
         epsilon: Added to variances, vote scales and assignment sums.
+        prior_votes: `k`, the weight of the variance prior in votes, at
+            least 0. Default `PRIOR_VOTES` (1).
 
     Returns:
         `(mean, variance, logits)`: the mean and variance `(..., n_out, D)`
@@ -147,6 +185,7 @@ def em_m_step(
         _scale(flat, epsilon),
         inverse_temperature,
         epsilon,
+        _check_prior(prior_votes),
     )
     return (
         ops.reshape(mean, (-1, *lead[1:], *mean.shape[1:])),
@@ -199,6 +238,7 @@ def em_routing(
     final_lambda: float = 0.01,
     epsilon: float = 1e-6,
     return_assignments: bool = False,
+    prior_votes: float = PRIOR_VOTES,
 ):
     """EM routing (Hinton et al. 2018, Procedure 1).
 
@@ -219,6 +259,9 @@ def em_routing(
         epsilon: Added to variances and assignment sums. Default 1e-6.
         return_assignments: If `True`, also return the assignments used by
             the last M-step.
+        prior_votes: Weight, in votes, of the prior on each output variance
+            (see `em_m_step`), at least 0; 0 is Hinton et al.'s estimate.
+            Default `PRIOR_VOTES` (1).
 
     Returns:
         `(mean, out_activations)`: the output poses `(..., n_out, D)` and
@@ -245,6 +288,7 @@ def em_routing(
             "`votes` must be (batch, ..., n_in, n_out, D). "
             f"Received: votes.shape={tuple(votes.shape)}"
         )
+    prior_votes = _check_prior(prior_votes)
     lead = votes.shape[:-3]
     votes = _flatten(votes)
     n_out, n_in = votes.shape[1], votes.shape[2]
@@ -262,6 +306,7 @@ def em_routing(
             scale,
             inverse_temperature,
             epsilon,
+            prior_votes,
         )
         if i < routing_iterations - 1:
             assignments = _e_step(squares, variance, logits)

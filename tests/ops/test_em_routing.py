@@ -18,8 +18,11 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def numpy_m_step(V, a, R, beta_a, beta_u, lam, eps=1e-6):
-    """M-step of one routing problem, V (n_in, n_out, D), written with loops."""
+def numpy_m_step(V, a, R, beta_a, beta_u, lam, eps=1e-6, prior=1.0):
+    """M-step of one routing problem, V (n_in, n_out, D), written with loops.
+
+    Each variance is the MAP estimate under a prior worth `prior` votes of
+    the problem's mean squared vote `q`."""
     n_in, n_out, D = V.shape
     q = np.array([np.mean(V[:, :, h] ** 2) + eps for h in range(D)])
     mu, var, logits = np.zeros((n_out, D)), np.zeros((n_out, D)), np.zeros(n_out)
@@ -30,9 +33,8 @@ def numpy_m_step(V, a, R, beta_a, beta_u, lam, eps=1e-6):
             mu[j, h] = sum(r[i] * V[i, j, h] for i in range(n_in)) / (total + eps)
             var[j, h] = (
                 sum(r[i] * (V[i, j, h] - mu[j, h]) ** 2 for i in range(n_in))
-                / (total + eps)
-                + eps
-            )
+                + prior * q[h]
+            ) / (total + prior + eps) + eps
         cost = sum(
             (beta_u[j] + 0.5 * math.log(var[j, h] / q[h]))
             * total
@@ -62,14 +64,18 @@ def numpy_e_step(V, mu, var, logits):
     return R
 
 
-def numpy_em_routing(V, a, beta_a, beta_u, iterations, final_lambda=0.01):
+def numpy_em_routing(
+    V, a, beta_a, beta_u, iterations, final_lambda=0.01, prior=1.0
+):
     """Procedure 1 of Hinton et al. for V (batch, n_in, n_out, D)."""
     poses, acts = [], []
     for n in range(V.shape[0]):
         R = np.full(V.shape[1:3], 1.0 / V.shape[2])
         for t in range(iterations):
             lam = final_lambda * (1 - 0.95 ** (t + 1))
-            mu, var, logits = numpy_m_step(V[n], a[n], R, beta_a, beta_u, lam)
+            mu, var, logits = numpy_m_step(
+                V[n], a[n], R, beta_a, beta_u, lam, prior=prior
+            )
             if t < iterations - 1:
                 R = numpy_e_step(V[n], mu, var, logits)
         poses.append(mu)
@@ -113,6 +119,39 @@ def test_one_m_step_and_e_step_match_numpy(rng):
         )
         R_ref = numpy_e_step(V[n], mu_ref, var_ref, logits_ref)
         np.testing.assert_allclose(ops.convert_to_numpy(R_new)[n], R_ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("prior", [0.0, 2.5])
+def test_m_step_variance_prior_matches_numpy(rng, prior):
+    V, a, R, beta_a, beta_u = _problem(rng, n_in=3, n_out=4)
+    f32 = [x.astype("float32") for x in (V, a, R, beta_a, beta_u)]
+    _, var, logits = em_m_step(*f32, inverse_temperature=0.3, prior_votes=prior)
+    for n in range(V.shape[0]):
+        _, var_ref, logits_ref = numpy_m_step(
+            V[n], a[n], R[n], beta_a, beta_u, 0.3, prior=prior
+        )
+        np.testing.assert_allclose(ops.convert_to_numpy(var)[n], var_ref, rtol=1e-4)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(logits)[n], logits_ref, atol=1e-4, rtol=1e-4
+        )
+
+
+def test_variance_prior_keeps_few_input_activations_from_saturating(rng):
+    """Class-Caps of a small parallel network: 4 inputs, 10 classes."""
+    V = (rng.normal(size=(8, 4, 10, 16)) * 0.03).astype("float32")
+    a = np.full((8, 4), 0.5, "float32")
+    zeros = np.zeros(10, "float32")
+    _, hinton = em_routing(V, a, zeros, zeros, prior_votes=0)
+    _, ours = em_routing(V, a, zeros, zeros)
+    hinton, ours = ops.convert_to_numpy(hinton), ops.convert_to_numpy(ours)
+    # k = 0: the classes the E-step hands an input to sit at 1, those left
+    # without one at sigmoid(0) = 0.5, in every problem.
+    assert np.all(hinton.max(-1) > 0.999) and (hinton > 0.999).mean() > 0.25
+    assert np.all(np.abs(hinton - 0.5).min(-1) < 0.01)
+    # k = 1: graded, and the same as the loop-by-loop numpy estimate.
+    assert np.all(ours.max(-1) < 0.9)
+    _, ours_ref = numpy_em_routing(V, a, zeros, zeros, 3)
+    np.testing.assert_allclose(ours, ours_ref, atol=1e-4)
 
 
 @pytest.mark.parametrize("iterations", [1, 2, 3])
@@ -203,3 +242,8 @@ def test_bad_arguments():
         )
     with pytest.raises(ValueError, match="votes"):
         em_routing(np.zeros((2, 2, 4)), np.zeros((2,)), np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="prior_votes"):
+        em_routing(
+            np.zeros((1, 2, 2, 4)), np.zeros((1, 2)), np.zeros(2), np.zeros(2),
+            prior_votes=-1.0,
+        )
