@@ -2,6 +2,7 @@
 
 from keras_parcaps.training import builders, experiments
 from keras_parcaps.training.builders import get_builder
+from keras_parcaps.training.diagnose import diagnose, format_diagnosis
 from keras_parcaps.training.distribution_backend import (
     data_parallel,
     replica_batch_multiple,
@@ -12,17 +13,21 @@ from keras_parcaps.training.experiments import (
     train_and_evaluate,
 )
 from keras_parcaps.training.trainer import (
+    batch_norm_layers,
     compile_for_training,
     recalibrate_batch_norm,
     train,
 )
 
 __all__ = [
+    "batch_norm_layers",
     "builders",
     "compile_for_training",
     "cross_validate",
     "data_parallel",
+    "diagnose",
     "experiments",
+    "format_diagnosis",
     "get_builder",
     "recalibrate_batch_norm",
     "replica_batch_multiple",
