@@ -181,6 +181,34 @@ def _cmd_evaluate(args):
     return report
 
 
+def _cmd_diagnose(args):
+    import keras
+
+    import keras_parcaps  # noqa: F401  (registers the custom objects)
+    from keras_parcaps.data import fold_split, stratified_folds
+    from keras_parcaps.training.diagnose import diagnose, format_diagnosis
+
+    model = keras.saving.load_model(args.model_file)
+    size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
+    if len(size) == 2 and size[0] == size[1] and size[0] is not None:
+        args.image_size = size[0]
+    data = _data(args)
+    if args.fold is not None:
+        folds = stratified_folds(data.labels, args.n_folds, args.seed)
+        data = data.subset(fold_split(folds, args.fold)[1])
+    try:
+        report = diagnose(model, data, num_images=args.images, seed=args.seed)
+    except ValueError as error:
+        raise SystemExit(f"keras-parcaps: {error}") from None
+    print(format_diagnosis(report))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "diagnosis.json").write_text(json.dumps(report, indent=2))
+        print(f"Wrote {out / 'diagnosis.json'}")
+    return report
+
+
 def _link_explain(args, report):
     """Points the evaluation report at `keras-parcaps explain` for this model."""
     from keras_parcaps.data import data_dir
@@ -279,6 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="evaluate only this validation fold")
     evaluate.add_argument("--n-folds", type=int, default=5)
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    diagnosis = sub.add_parser(
+        "diagnose", help="is a saved model healthy? collapse, BatchNormalization "
+        "statistics, capsule lengths, coupling entropy, gradient norms")
+    diagnosis.add_argument("model_file")
+    _add_common(diagnosis)
+    diagnosis.add_argument("--images", type=int, default=64,
+                           help="images to check, taken from every class in turn")
+    diagnosis.add_argument("--fold", type=int, default=None,
+                           help="check only this validation fold")
+    diagnosis.add_argument("--n-folds", type=int, default=5)
+    diagnosis.add_argument("--out", default=None, help="folder for diagnosis.json")
+    diagnosis.set_defaults(func=_cmd_diagnose)
 
     explain = sub.add_parser("explain", help="what the capsules decided: routing, "
                              "branches, orientations and poses as PNGs and JSON")

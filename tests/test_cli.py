@@ -33,6 +33,16 @@ def test_demo_writes_report_and_plots(tmp_path, capsys):
     assert again["acc"] == pytest.approx(report["acc"])
     assert again["n"] == report["n"]
 
+    capsys.readouterr()
+    diagnosed = tmp_path / "diagnosed"
+    main(["diagnose", str(out / "model.keras"), "--fold", "0", "--images", "12",
+          "--out", str(diagnosed), "--verbose", "0"])
+    printed = capsys.readouterr().out
+    assert "Accuracy on 12 images: inference" in printed
+    diagnosis = json.loads((diagnosed / "diagnosis.json").read_text())
+    assert diagnosis["images"] == 12
+    assert diagnosis["capsules"][-1]["kind"] == "dr"
+
 
 def test_cross_validate_and_small_data(tmp_path, capsys):
     cv = tmp_path / "cv"
