@@ -12,7 +12,6 @@ training curves). Same as `keras-parcaps cross-validate`.
 import argparse
 
 import keras_parcaps as kp
-from keras_parcaps.cli import load_data
 
 
 def main():
@@ -27,7 +26,7 @@ def main():
 
     report = kp.training.experiments.cross_validate(
         kp.training.builders.get_builder(args.model),
-        load_data(args.data, args.image_size),
+        kp.data.load(args.data, args.image_size),
         args.out,
         n_folds=5,
         epochs=args.epochs,

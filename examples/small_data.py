@@ -10,7 +10,6 @@ image above x joins the test set. Same as `keras-parcaps small-data`.
 import argparse
 
 import keras_parcaps as kp
-from keras_parcaps.cli import load_data
 
 
 def main():
@@ -24,7 +23,7 @@ def main():
     parser.add_argument("--out", default="runs/small_data")
     args = parser.parse_args()
 
-    data = load_data(args.data, args.image_size)
+    data = kp.data.load(args.data, args.image_size)
     builder = kp.training.builders.get_builder(args.model)
     print("| x | Acc | WAcc | Agr |\n| ---: | ---: | ---: | ---: |")
     for x in args.x:

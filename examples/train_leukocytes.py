@@ -13,7 +13,6 @@ docs/distributed.md).
 import argparse
 
 import keras_parcaps as kp
-from keras_parcaps.cli import load_data
 
 
 def main():
@@ -32,7 +31,7 @@ def main():
 
     options = {} if args.branches is None else {"n_branches": args.branches}
     builder = kp.training.builders.get_builder(args.model, **options)
-    data = load_data(args.data, args.image_size)
+    data = kp.data.load(args.data, args.image_size)
     folds = kp.data.stratified_folds(data.labels, n_folds=5)
     train_idx, val_idx = kp.data.fold_split(folds, args.fold)
     report = kp.training.experiments.train_and_evaluate(

@@ -18,7 +18,6 @@ tuner1, ..., all with KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set
 import argparse
 
 import keras_parcaps as kp
-from keras_parcaps.cli import load_data
 
 
 def main(argv=None):
@@ -47,7 +46,7 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/tune_branches")
     args = parser.parse_args(argv)
 
-    data = load_data(args.data, args.image_size, seed=args.seed)
+    data = kp.data.load(args.data, args.image_size, seed=args.seed)
     folds = kp.data.stratified_folds(data.labels, n_folds=5, seed=args.seed)
     train_idx, val_idx = kp.data.fold_split(folds, args.fold)
     result = kp.tuning.search_branches(
