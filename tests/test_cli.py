@@ -90,7 +90,7 @@ def test_demo_defaults_and_console_script():
         "keras-parcaps", path=str(__import__("pathlib").Path(sys.executable).parent))
     command = [script] if script else [sys.executable, "-m", "keras_parcaps.cli"]
     result = subprocess.run([*command, "--help"], capture_output=True, text=True,
-                            timeout=120)
+                            timeout=600)
     assert result.returncode == 0
     for sub in ("demo", "train", "evaluate", "cross-validate", "small-data"):
         assert sub in result.stdout
