@@ -91,6 +91,12 @@ def build_em(
     its margin from 0.2 to 0.9 with `kp.callbacks.SpreadMarginSchedule`
     (passed to `fit`).
 
+    Not in the paper: EM routing gives every variance a prior worth one
+    vote (`kp.ops.em_routing`, `prior_votes`). With 3 capsule layers and
+    images up to 64x64 each Mid-Cap grid is 1x1, and without the prior the
+    Class-Caps saturate from the start: the classes handed a Mid-Cap at 1,
+    the others at 0.5 (docs/concepts.md).
+
     Parameters at 400x400, 15 classes, 4x4 poses (Table 1 of the paper):
     almost all are the CNN's. The 3x3 Primary-Caps convolution (512 -> 32 x
     17 channels) has 2.51M, the block 0.38M, the stem 0.16M; the capsule
@@ -169,6 +175,12 @@ def build_parallel_em(
     each branch's block is duplicated to stride once more, and the
     branches' Primary-Caps are routed to the Class-Caps. Trained with
     `SpreadLoss`; ramp its margin with `kp.callbacks.SpreadMarginSchedule`.
+
+    Not in the paper: EM routing gives every variance a prior worth one
+    vote (`kp.ops.em_routing`, `prior_votes`). With 3 capsule layers and
+    images up to 64x64 each branch ends in one Mid-Cap, and without the
+    prior the Class-Caps saturate from the start: the classes handed a
+    Mid-Cap at 1, the others at 0.5 (docs/concepts.md).
 
     Parameters at 400x400, 15 classes, 4x4 poses (Table 1 of the paper): a
     3-layer branch has 2.89M (Primary-Caps 2.51M, block 0.38M; the paper's
