@@ -49,6 +49,23 @@ class CapsuleExplanation:
             `(n, dims, steps, height, width, channels)` of
             `kp.explain.pose_perturbation` with `pose_values` `(steps,)`.
         pose_values: The values added to each pose dimension, or `None`.
+
+    Example:
+
+        >>> scores = np.array([[0.9, 0.1], [0.2, 0.7]], "float32")
+        >>> explanation = CapsuleExplanation(
+        ...     images=np.zeros((2, 4, 4, 3), "float32"),
+        ...     class_names=["LYT", "MON"],
+        ...     scores=scores,
+        ...     predictions=scores.argmax(-1),
+        ...     class_capsules=np.zeros((2, 2, 16), "float32"),
+        ...     routing=[],
+        ...     labels=np.array([0, 0]),
+        ... )
+        >>> explanation.summary()
+        {'n': 2, 'acc': 0.5, 'agr': None}
+        >>> explanation.image_record(1)["predicted"]
+        'MON'
     """
 
     images: np.ndarray

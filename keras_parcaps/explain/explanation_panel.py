@@ -19,7 +19,7 @@ def _show(ax, image, title, color="black"):
     ax.set_yticks([])
 
 
-def plot_explanation(explanation, index: int, path) -> str:
+def plot_explanation(explanation, index: int, path, title=None) -> str:
     """Saves one page (PNG) explaining the decision on image `index`.
 
     The panels: the image, with its true and predicted class; the
@@ -41,6 +41,7 @@ def plot_explanation(explanation, index: int, path) -> str:
         explanation: A `kp.explain.CapsuleExplanation`.
         index: Which image.
         path: Output PNG file.
+        title: Page title; default `"image <index>"`.
 
     Returns:
         The path written, as a string.
@@ -91,23 +92,22 @@ def plot_explanation(explanation, index: int, path) -> str:
 
     ax = fig.add_subplot(grid[0, 2])
     values = share[index, :, pred]
-    ax.barh(range(len(group_names)), values, color=PREDICTED)
-    ax.axvline(0, color="black", linewidth=0.6)
-    ax.set_yticks(range(len(group_names)), group_names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_title(f"share of the {names[pred]} capsule", fontsize=9)
+    rows = list(group_names)
     if e.branches is not None:
         lengths = e.branches["length"][index]
         alone = e.branches["predictions"][index]
-        for k, value in enumerate(values):
-            ax.text(
-                value,
-                k,
-                f"  |u| {lengths[k]:.2f}, alone: {names[alone[k]]}",
-                va="center",
-                fontsize=7,
-                color="black" if alone[k] == pred else WRONG,
-            )
+        rows = [
+            f"{name}\n|u| {lengths[k]:.2f}, alone {names[alone[k]]}"
+            for k, name in enumerate(group_names)
+        ]
+    ax.barh(range(len(rows)), values, color=PREDICTED)
+    ax.axvline(0, color="black", linewidth=0.6)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    if e.branches is not None:
+        for tick, k in zip(ax.get_yticklabels(), alone, strict=True):
+            tick.set_color("black" if k == pred else WRONG)
+    ax.invert_yaxis()
+    ax.set_title(f"share of the {names[pred]} capsule", fontsize=9)
 
     ax = fig.add_subplot(grid[0, 3])
     image = ax.imshow(coupling[index], cmap="viridis", vmin=0, aspect="auto")
@@ -152,13 +152,14 @@ def plot_explanation(explanation, index: int, path) -> str:
             f"where the {names[pred]} evidence lay "
             "(capsule grid, red: for, blue: against)",
         )
-        bound = float(np.abs(evidence).max()) or 1.0
+        # Red for, blue against; the more evidence, the more opaque.
+        strength = np.abs(evidence) / (float(np.abs(evidence).max()) or 1.0)
+        overlay = np.zeros((*evidence.shape, 4))
+        overlay[..., 0] = evidence > 0
+        overlay[..., 2] = evidence < 0
+        overlay[..., 3] = 0.6 * strength
         ax.imshow(
-            evidence,
-            cmap="bwr",
-            vmin=-bound,
-            vmax=bound,
-            alpha=0.45,
+            overlay,
             extent=(-0.5, width - 0.5, height - 0.5, -0.5),
             interpolation="nearest",
         )
@@ -191,6 +192,6 @@ def plot_explanation(explanation, index: int, path) -> str:
             ha="center",
             fontsize=9,
         )
-    fig.suptitle(f"image {index}", fontsize=11)
+    fig.suptitle(title or f"image {index}", fontsize=11)
     fig.savefig(path, dpi=90)
     return str(Path(path))

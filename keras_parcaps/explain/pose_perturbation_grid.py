@@ -45,34 +45,44 @@ def plot_pose_perturbation(explanation, index: int, path) -> str:
             "`explanation` has no pose perturbation: its model has no "
             "reconstruction decoder."
         )
-    grid = grid[index]
-    dims, steps = grid.shape[:2]
+    grid = np.clip(grid[index], 0, 1)
+    dims, steps, height, width, channels = grid.shape
+    # One mosaic, the image itself in the first column, a 1-pixel white gap
+    # between tiles: a single image to draw, however many dimensions.
+    tiles = np.ones((dims, steps + 1, height + 1, width + 1, channels), "float32")
+    tiles[:, 0, :height, :width] = np.clip(explanation.images[index], 0, 1)
+    tiles[:, 1:, :height, :width] = grid
+    mosaic = tiles.transpose(0, 2, 1, 3, 4).reshape(
+        dims * (height + 1), (steps + 1) * (width + 1), channels
+    )
     values = explanation.pose_values
-    gray = grid.shape[-1] == 1
-    fig = Figure(figsize=(0.8 * (steps + 1) + 0.8, 0.8 * dims + 0.8))
+    fig = Figure(figsize=(0.6 * (steps + 1) + 1.2, 0.6 * dims + 1.0))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(dims, steps + 1, squeeze=False)
-    for d in range(dims):
-        for s in range(steps + 1):
-            ax = axes[d, s]
-            image = explanation.images[index] if s == 0 else grid[d, s - 1]
-            ax.imshow(
-                np.clip(image.squeeze(), 0, 1),
-                cmap="gray" if gray else None,
-                vmin=0,
-                vmax=1,
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if d == 0:
-                ax.set_title("image" if s == 0 else f"{values[s - 1]:+.2f}", fontsize=7)
-            if s == 0:
-                ax.set_ylabel(f"dim {d}", fontsize=7)
+    ax = fig.add_subplot()
+    ax.imshow(
+        mosaic.squeeze(-1) if channels == 1 else mosaic,
+        cmap="gray" if channels == 1 else None,
+        vmin=0,
+        vmax=1,
+    )
+    ax.set_xticks(
+        (np.arange(steps + 1) + 0.5) * (width + 1),
+        ["image"] + [f"{v:+.2f}" for v in values],
+        fontsize=7,
+        rotation=90,
+    )
+    ax.set_yticks(
+        (np.arange(dims) + 0.5) * (height + 1),
+        [f"dim {d}" for d in range(dims)],
+        fontsize=7,
+    )
+    ax.tick_params(length=0)
+    ax.xaxis.tick_top()
     pred = int(explanation.predictions[index])
     fig.suptitle(
         f"image {index}: capsule {explanation.class_names[pred]}, one "
         "dimension perturbed per row",
         fontsize=9,
     )
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     return str(Path(path))

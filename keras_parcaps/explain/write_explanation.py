@@ -58,7 +58,9 @@ def write_explanation(explanation, out_dir, max_panels: int = 16, names=None) ->
     files["panels"], files["poses"] = [], []
     for i in range(min(max_panels, count)):
         files["panels"].append(
-            plot_explanation(explanation, i, out_dir / f"panel_{names[i]}.png")
+            plot_explanation(
+                explanation, i, out_dir / f"panel_{names[i]}.png", title=names[i]
+            )
         )
         if explanation.pose_perturbation is not None:
             files["poses"].append(
