@@ -1,7 +1,8 @@
 """Training: iteration epochs, checkpoints, resume, CV and small-data runs."""
 
-from keras_parcaps.training import builders, experiments
+from keras_parcaps.training import builders, experiments, saving
 from keras_parcaps.training.builders import get_builder
+from keras_parcaps.training.callbacks import training_callbacks
 from keras_parcaps.training.diagnose import diagnose, format_diagnosis
 from keras_parcaps.training.distribution_backend import (
     data_parallel,
@@ -12,6 +13,7 @@ from keras_parcaps.training.experiments import (
     small_data,
     train_and_evaluate,
 )
+from keras_parcaps.training.run_folder import RunFolder
 from keras_parcaps.training.trainer import (
     batch_norm_layers,
     compile_for_training,
@@ -20,6 +22,7 @@ from keras_parcaps.training.trainer import (
 )
 
 __all__ = [
+    "RunFolder",
     "batch_norm_layers",
     "builders",
     "compile_for_training",
@@ -31,7 +34,9 @@ __all__ = [
     "get_builder",
     "recalibrate_batch_norm",
     "replica_batch_multiple",
+    "saving",
     "small_data",
     "train",
     "train_and_evaluate",
+    "training_callbacks",
 ]

@@ -15,7 +15,8 @@ from keras_parcaps.training.distribution_backend import (
     data_parallel,
     replica_batch_multiple,
 )
-from keras_parcaps.training.trainer import train
+from keras_parcaps.training.run_folder import RunFolder
+from keras_parcaps.training.trainer import data_fingerprint, train
 
 
 def _image_shape(data):
@@ -88,6 +89,25 @@ def train_and_evaluate(
         True
     """
     out_dir = Path(out_dir)
+    with RunFolder(out_dir) as run:
+        if not train_options.get("overwrite"):
+            # Refuse another run's folder before building the model.
+            run.check({**data_fingerprint(train_data),
+                       **(train_options.get("fingerprint") or {})})
+        model = _build_and_train(builder, train_data, test_data, out_dir,
+                                 epochs, steps_per_epoch, validate, distribute,
+                                 train_options)
+        report = evaluate_model(model, test_data, out_dir,
+                                orientations=orientations)
+        if (out_dir / "log.csv").is_file():
+            report["files"]["training_curves"] = plot_training_curves(
+                out_dir / "log.csv", out_dir / "training_curves.png"
+            )
+    return report
+
+
+def _build_and_train(builder, train_data, test_data, out_dir, epochs,
+                     steps_per_epoch, validate, distribute, train_options):
     with data_parallel() if distribute else contextlib.nullcontext() as devices:
         if distribute:
             train_options.setdefault(
@@ -99,7 +119,7 @@ def train_and_evaluate(
                     "Per-epoch validation is skipped when training "
                     "data-parallel (its last batch would not split evenly "
                     "across devices); the final evaluation still runs.",
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 validate = False
         model = builder(_image_shape(train_data), train_data.num_classes)
@@ -112,12 +132,7 @@ def train_and_evaluate(
             steps_per_epoch=steps_per_epoch,
             **train_options,
         )
-    report = evaluate_model(model, test_data, out_dir, orientations=orientations)
-    if (out_dir / "log.csv").is_file():
-        report["files"]["training_curves"] = plot_training_curves(
-            out_dir / "log.csv", out_dir / "training_curves.png"
-        )
-    return report
+    return model
 
 
 def _folds_run(builder, data, folds, out_dir, run_folds, test_of, extra=None,

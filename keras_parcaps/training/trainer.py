@@ -1,28 +1,18 @@
 """Training with iteration epochs, per-epoch checkpoints and automatic resume."""
 
-import json
-from pathlib import Path
+import hashlib
+import math
+import warnings
 
 import keras
 import numpy as np
 
 from keras_parcaps._checks import check_positive_int
-from keras_parcaps.callbacks.spread_margin_schedule import SpreadMarginSchedule
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
-from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.models.compiling import compile_model
-
-
-class _SetEpoch(keras.callbacks.Callback):
-    """Tells the batch generators which epoch runs, also after a resume."""
-
-    def __init__(self, *datasets):
-        super().__init__()
-        self.datasets = [d for d in datasets if d is not None]
-
-    def on_epoch_begin(self, epoch, logs=None):
-        for dataset in self.datasets:
-            dataset.set_epoch(epoch)
+from keras_parcaps.training import saving
+from keras_parcaps.training.callbacks import training_callbacks
+from keras_parcaps.training.run_folder import RunFolder
 
 
 def batch_norm_layers(model) -> list:
@@ -179,6 +169,89 @@ def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
     )
 
 
+def _training_batches(data, steps_per_epoch, batch_size, augment, seed,
+                      images_per_class):
+    if batch_size is None:
+        return OnePerClassBatches(data, steps_per_epoch, augment, seed,
+                                  images_per_class)
+    return ShuffledBatches(data, batch_size, steps_per_epoch, augment=augment,
+                           seed=seed)
+
+
+def _digest(*parts) -> str:
+    sha = hashlib.sha1()
+    for part in parts:
+        sha.update(part if isinstance(part, bytes) else str(part).encode())
+    return sha.hexdigest()[:16]
+
+
+def _data_digest(data) -> str:
+    """File names and labels; the pixels of a set built from arrays."""
+    paths = data.paths
+    if paths and paths[0].startswith("<image "):
+        return _digest(np.ascontiguousarray(data.images()).tobytes(),
+                       data.labels.tobytes())
+    names = [path.replace("\\", "/").rsplit("/", 2)[-2:] for path in paths]
+    return _digest(names, data.labels.tobytes())
+
+
+def _model_digest(model) -> str:
+    """The shape and dtype of every weight, and the loss."""
+    weights = [(tuple(w.shape), str(w.dtype)) for w in model.weights]
+    return _digest(weights, type(getattr(model, "loss", None)).__name__)
+
+
+def data_fingerprint(data) -> dict:
+    """The fingerprint entries of a run's training data.
+
+    The class names, the image size, the number of images and a digest of
+    their file names (the last folder and the file) and labels, or of their
+    pixels for a set built from arrays. Moving the dataset keeps them.
+    """
+    return {
+        "classes": list(data.class_names),
+        "image_size": list(data.image_size or ()),
+        "train_images": len(data),
+        "data_digest": _data_digest(data),
+    }
+
+
+def _fingerprint(model, data, **settings) -> dict:
+    return {**data_fingerprint(data), "model_digest": _model_digest(model),
+            **settings}
+
+
+def _load_finished(model, run, verbose) -> bool:
+    """Loads a finished run's `model.keras` into `model`; `False` if it fails.
+
+    With the optimizer state, so `model` is the run's final model in all.
+    """
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(run.model_path)
+    except Exception as error:  # Damaged file: finish the run again.
+        warnings.warn(
+            f"Cannot read {run.model_path} ({error}); saving it again from the "
+            "last checkpoint.",
+            stacklevel=3,
+        )
+        return False
+    if verbose:
+        print(f"{run.path} holds a finished run of {run.finished_epochs} "
+              "epoch(s): nothing to train.")
+    return True
+
+
+def _resume(model, run, verbose) -> int:
+    epoch = run.restore(model)
+    run.trim_log(epoch)
+    if epoch and verbose:
+        print(f"Resuming {run.path} after epoch {epoch} "
+              f"({run.checkpoint_path(epoch).name}).")
+    return epoch
+
+
 def train(
     model,
     train_data,
@@ -195,21 +268,31 @@ def train(
     callbacks=None,
     recalibrate_bn: bool = False,
     images_per_class: int = 1,
+    overwrite: bool = False,
+    fingerprint=None,
 ):
     """Trains `model` for `epochs` epochs of `steps_per_epoch` iterations.
 
     The paper's set-up: an epoch is a fixed number of iterations (500), the
     batches hold one image per class (`batch_size=None`) with flips and
-    rotations, Nadam at 1e-3. After every epoch the weights and optimizer
-    state go to `out_dir/backup` (`keras.callbacks.BackupAndRestore`) and a
-    weights file to `out_dir/checkpoints/epoch_NNN.weights.h5`; the metrics
-    are appended to `out_dir/log.csv`. Calling `train` again with the same
-    `out_dir` after a kill resumes at the last finished epoch (only the
-    unfinished epoch is lost); calling it on a finished run does nothing.
-    The final model is saved as `out_dir/model.keras`. A model trained with
-    `SpreadLoss` (the EM builders) gets the paper's margin ramp,
-    `kp.callbacks.SpreadMarginSchedule()` per epoch, unless `callbacks`
-    already holds one.
+    rotations, Nadam at 1e-3.
+
+    `out_dir` is a `kp.training.RunFolder`: locked while training, with the
+    run's fingerprint in `run.json` (classes, image size, the data's file
+    names and labels, the model's weight shapes and loss, seed, learning
+    rate, batch schedule, and the `fingerprint` entries given). After every
+    epoch the weights and optimizer state go to
+    `out_dir/checkpoints/epoch_NNN.weights.h5` and the metrics are appended
+    to `out_dir/log.csv`; every file is written atomically, so a kill at any
+    moment loses at most the unfinished epoch. Calling `train` again with
+    the same `out_dir` and fingerprint resumes after the newest checkpoint
+    that loads (a larger `epochs` continues a finished run); a finished run
+    is loaded into `model` and not trained again. Another fingerprint is
+    refused with a `ValueError` naming the fields that differ, unless
+    `overwrite=True`. The final model is saved as `out_dir/model.keras`
+    with its class names and image size (`kp.training.saving`). Training
+    stops with a `FloatingPointError` at the first non-finite loss. The
+    callbacks are those of `kp.training.training_callbacks`.
 
     Args:
         model: A built, compiled Keras model mapping `float32` images in
@@ -235,6 +318,9 @@ def train(
             `train` scores what plain `fit` then `predict` gives.
         images_per_class: Images of each class in a one-per-class batch
             (`batch_size=None`); see `kp.training.replica_batch_multiple`.
+        overwrite: Whether to delete what `out_dir` holds and start over.
+        fingerprint: Optional more fingerprint entries (JSON values), such
+            as the data source and builder options of a command line.
 
     Returns:
         The `keras.callbacks.History` of this call (only the epochs it ran).
@@ -258,75 +344,66 @@ def train(
         >>> sorted(history.history), len(history.history["loss"])
         (['acc', 'loss', 'wacc'], 2)
         >>> sorted(os.listdir(tmp.name))
-        ['backup', 'checkpoints', 'log.csv', 'model.keras', 'run.json']
+        ['checkpoints', 'log.csv', 'model.keras', 'run.json']
         >>> sorted(os.listdir(os.path.join(tmp.name, "checkpoints")))
         ['epoch_001.weights.h5', 'epoch_002.weights.h5']
-        >>> # Called again, the finished run resumes after its last epoch:
-        >>> # nothing is left to run.
+        >>> # Called again, the finished run is loaded: nothing is left to run.
         >>> train(model, data, tmp.name, epochs=2, steps_per_epoch=2,
         ...       verbose=0).history
         {}
+        >>> # Another seed is another run: refused, and nothing changes.
+        >>> train(model, data, tmp.name, epochs=2, steps_per_epoch=2, seed=1,
+        ...       verbose=0)
+        Traceback (most recent call last):
+            ...
+        ValueError: ... holds another run: seed 0 there, 1 now. ...
     """
     check_positive_int("epochs", epochs)
     check_positive_int("steps_per_epoch", steps_per_epoch)
-    out_dir = Path(out_dir)
-    (out_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    if recompile:
-        compile_for_training(model, train_data.num_classes, learning_rate)
-    if batch_size is None:
-        batches = OnePerClassBatches(
-            train_data, steps_per_epoch, augment, seed, images_per_class
+    if isinstance(learning_rate, bool) or not (
+        isinstance(learning_rate, (int, float))
+        and math.isfinite(learning_rate) and learning_rate > 0
+    ):
+        raise ValueError(
+            "`learning_rate` must be a positive finite number. "
+            f"Received: learning_rate={learning_rate!r}"
         )
-    else:
-        batches = ShuffledBatches(
-            train_data, batch_size, steps_per_epoch, augment=augment, seed=seed
-        )
+    batches = _training_batches(train_data, steps_per_epoch, batch_size,
+                                augment, seed, images_per_class)
     validation = None
     if val_data is not None:
         validation = ShuffledBatches(val_data, 32, shuffle=False)
-    (out_dir / "run.json").write_text(
-        json.dumps(
-            {
-                "epochs": epochs,
-                "steps_per_epoch": steps_per_epoch,
-                "batch_size": batch_size,
-                "images_per_class": images_per_class if batch_size is None else None,
-                "augment": augment,
-                "learning_rate": learning_rate,
-                "seed": seed,
-                "classes": train_data.class_names,
-                "train_images": len(train_data),
-                "val_images": None if val_data is None else len(val_data),
-            },
-            indent=2,
+    fingerprint = {
+        **_fingerprint(
+            model, train_data, seed=seed, learning_rate=learning_rate,
+            steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+            images_per_class=images_per_class if batch_size is None else None,
+            augment=augment,
+        ),
+        **(fingerprint or {}),
+    }
+    with RunFolder(out_dir) as run:
+        run.start(fingerprint, overwrite, epochs=epochs,
+                  val_images=None if val_data is None else len(val_data))
+        if recompile:
+            compile_for_training(model, train_data.num_classes, learning_rate)
+        if run.finished_epochs >= epochs and _load_finished(model, run, verbose):
+            return keras.callbacks.History()
+        initial_epoch = _resume(model, run, verbose)
+        extra = list(callbacks or [])
+        if recalibrate_bn and validation is not None:
+            extra.insert(0, _PreciseBatchNorm(batches))
+        history = model.fit(
+            batches,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            validation_data=validation,
+            callbacks=training_callbacks(model, batches, run, extra),
+            verbose=verbose,
         )
-    )
-    all_callbacks = [
-        _SetEpoch(batches),
-        keras.callbacks.BackupAndRestore(
-            str(out_dir / "backup"), delete_checkpoint=False
-        ),
-        keras.callbacks.ModelCheckpoint(
-            str(out_dir / "checkpoints" / "epoch_{epoch:03d}.weights.h5"),
-            save_weights_only=True,
-        ),
-        keras.callbacks.CSVLogger(str(out_dir / "log.csv"), append=True),
-        *(callbacks or []),
-    ]
-    if isinstance(model.loss, SpreadLoss) and not any(
-        isinstance(callback, SpreadMarginSchedule) for callback in all_callbacks
-    ):
-        all_callbacks.append(SpreadMarginSchedule())
-    if recalibrate_bn and validation is not None:
-        all_callbacks.insert(1, _PreciseBatchNorm(batches))
-    history = model.fit(
-        batches,
-        epochs=epochs,
-        validation_data=validation,
-        callbacks=all_callbacks,
-        verbose=verbose,
-    )
-    if recalibrate_bn:
-        recalibrate_batch_norm(model, batches)
-    model.save(out_dir / "model.keras")
+        if recalibrate_bn:
+            recalibrate_batch_norm(model, batches)
+        saving.save_model(model, run.model_path, train_data.class_names,
+                          train_data.image_size)
+        run.finish(epochs)
     return history

@@ -1,0 +1,86 @@
+"""`training_callbacks`: the callbacks of every training run, in one place."""
+
+import keras
+
+from keras_parcaps.callbacks.spread_margin_schedule import SpreadMarginSchedule
+from keras_parcaps.callbacks.stop_on_non_finite_loss import StopOnNonFiniteLoss
+from keras_parcaps.losses.spread_loss import SpreadLoss
+from keras_parcaps.training import saving
+
+
+class _SetEpoch(keras.callbacks.Callback):
+    """Tells the batch generators which epoch runs, also after a resume."""
+
+    def __init__(self, datasets):
+        super().__init__()
+        self.datasets = datasets
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for dataset in self.datasets:
+            dataset.set_epoch(epoch)
+
+
+class _EpochCheckpoint(keras.callbacks.Callback):
+    """Saves weights and optimizer state after every epoch, atomically."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        saving.save_weights(self.model, self.run.checkpoint_path(epoch + 1))
+
+
+def training_callbacks(
+    model, data=None, run=None, callbacks=None, margin_schedule: bool = True
+) -> list:
+    """The callbacks of a training run: `kp.training.train` and the tuner use it.
+
+    In this order:
+
+    - for training data that is a `kp.data` batch sequence (anything with
+      `set_epoch`), a callback that sets the epoch before each one, so every
+      epoch draws its own batches, also after a resume;
+    - `kp.callbacks.StopOnNonFiniteLoss`, which ends training with an error
+      naming the step (and the batch's images) at the first NaN or inf loss;
+    - with a `run` (a `RunFolder`), a checkpoint of the weights and optimizer
+      state after every epoch (`checkpoints/epoch_NNN.weights.h5`, written
+      atomically) and `log.csv` (`keras.callbacks.CSVLogger`, appended to);
+    - the extra `callbacks`;
+    - for a model compiled with `kp.losses.SpreadLoss` (the EM networks),
+      `kp.callbacks.SpreadMarginSchedule()`, the paper's margin ramp,
+      unless `callbacks` holds one or `margin_schedule=False`.
+
+    Args:
+        model: The compiled model to train.
+        data: The training data passed to `fit`.
+        run: Optional `kp.training.RunFolder` for checkpoints and the log.
+        callbacks: Extra Keras callbacks.
+        margin_schedule: Whether a spread-loss model gets the margin ramp.
+
+    Returns:
+        A list of Keras callbacks for `model.fit`.
+
+    Example:
+
+        >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> model.compile(loss=SpreadLoss())
+        >>> [type(c).__name__ for c in training_callbacks(model)]
+        ['StopOnNonFiniteLoss', 'SpreadMarginSchedule']
+    """
+    result = []
+    if hasattr(data, "set_epoch"):
+        result.append(_SetEpoch([data]))
+    result.append(StopOnNonFiniteLoss(data if hasattr(data, "batch_indices") else None))
+    if run is not None:
+        result.append(_EpochCheckpoint(run))
+        result.append(keras.callbacks.CSVLogger(str(run.log_path), append=True))
+    result.extend(callbacks or [])
+    if (
+        margin_schedule
+        and isinstance(getattr(model, "loss", None), SpreadLoss)
+        and not any(isinstance(c, SpreadMarginSchedule) for c in result)
+    ):
+        result.append(SpreadMarginSchedule())
+    return result
