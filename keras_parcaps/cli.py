@@ -6,9 +6,14 @@ Choose the backend with the `KERAS_BACKEND` environment variable
 """
 
 import argparse
+import contextlib
+import inspect
 import json
+import math
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 # What `keras-parcaps demo` does by default: a few minutes on 2 CPU cores.
@@ -26,23 +31,128 @@ DEMO_DEFAULTS = {
 }
 
 
+class UsageError(ValueError):
+    """A command-line argument that cannot work; exit code 2, like argparse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `keras-parcaps: <message>`, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"keras-parcaps: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _learning_rate(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive finite number, got {text}")
+    return value
+
+
+def _folds(text):
+    parse = _int_at_least(0)
+    folds = [parse(part.strip()) for part in text.split(",") if part.strip()]
+    if not folds or len(set(folds)) != len(folds):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct fold numbers such as 0,2,4, got {text!r}")
+    return folds
+
+
+def _names(text):
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"expected two or more distinct names such as NGS,LYT,MON, got {text!r}")
+    return names
+
+
 def _model_options(args) -> dict:
+    """Builder options from the flags, then `--model-option KEY=VALUE`."""
     options = {}
-    if getattr(args, "branches", None) is not None:
-        options["n_branches"] = args.branches
-    if getattr(args, "capsule_size", None) is not None:
-        options["capsule_size"] = args.capsule_size
-    if getattr(args, "capsule_layers", None) is not None:
-        options["capsule_layers"] = args.capsule_layers
+    for flag, name in (("branches", "n_branches"), ("capsule_size", "capsule_size"),
+                       ("capsule_layers", "capsule_layers")):
+        if getattr(args, flag, None) is not None:
+            options[name] = getattr(args, flag)
     for item in getattr(args, "model_option", None) or []:
-        key, _, value = item.partition("=")
-        if not key or not _:
-            raise SystemExit(f"--model-option expects KEY=VALUE, got {item!r}")
+        key, equals, value = item.partition("=")
+        if not key or not equals:
+            raise UsageError(f"--model-option expects KEY=VALUE, got {item!r}")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+def _check_writable_folder(flag, path):
+    """Raises unless `path` is a folder or can be created as one."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{flag} {path} exists and is not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {path}: no permission to write there")
+        return
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{flag} {path} cannot be created: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{flag} {path} cannot be created: no permission to write in {ancestor}")
+
+
+def _check_args(args) -> None:
+    """Checks that need no Keras: before anything is imported, loaded or made."""
+    n_folds = getattr(args, "n_folds", None)
+    fold = getattr(args, "fold", None)
+    if fold is not None and not 0 <= fold < n_folds:
+        raise UsageError(f"--fold must be in 0..{n_folds - 1} for --n-folds "
+                         f"{n_folds}, got {fold}")
+    for value in getattr(args, "folds", None) or []:
+        if value >= n_folds:
+            raise UsageError(f"--folds must be in 0..{n_folds - 1} for --n-folds "
+                             f"{n_folds}, got {value}")
+    max_per_class = getattr(args, "max_per_class", None)
+    if max_per_class is not None and max_per_class < n_folds:
+        raise UsageError(
+            f"--max-per-class must be at least --n-folds ({n_folds}) so that every "
+            f"fold holds an image of each class, got {max_per_class}")
+    if args.command in ("evaluate", "explain", "diagnose"):
+        model_file = Path(args.model_file)
+        if not model_file.is_file():
+            raise UsageError(
+                f"model file {model_file} " + (
+                    "is not a file" if model_file.exists() else "not found"))
+    data = getattr(args, "data", None)
+    if data not in (None, "synthetic") and Path(data).exists() and not (
+        Path(data).is_dir()
+    ):
+        raise UsageError(f"--data {data} is a file; expected a folder")
+    _model_options(args)
+    if getattr(args, "out", None) is not None:
+        _check_writable_folder("--out", args.out)
 
 
 def load_data(source, image_size, labels="original", on_error="raise", seed=0):
@@ -81,31 +191,36 @@ def _add_common(parser, demo=False):
                         help="a model of the catalogue kp.models.CATALOGUE ("
                         f"{', '.join(model_names())}), its builder's name, or "
                         "package.module:function for a builder of your own")
-    parser.add_argument("--image-size", type=int,
+    parser.add_argument("--image-size", type=_int_at_least(8),
                         default=defaults.get("image_size", 64))
-    parser.add_argument("--epochs", type=int, default=defaults.get("epochs", 10))
-    parser.add_argument("--steps", type=int, default=defaults.get("steps", 500),
+    parser.add_argument("--epochs", type=_int_at_least(1),
+                        default=defaults.get("epochs", 10))
+    parser.add_argument("--steps", type=_int_at_least(1),
+                        default=defaults.get("steps", 500),
                         help="iterations per epoch (the paper: 500)")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=_int_at_least(1), default=None,
                         help="ordinary shuffled batches of this size (default: "
                         "one image per class, as in the paper)")
-    parser.add_argument("--branches", type=int, default=defaults.get("branches"),
-                        help="number of parallel branches (n_branches)")
-    parser.add_argument("--capsule-size", type=int, default=None)
-    parser.add_argument("--capsule-layers", type=int,
-                        default=defaults.get("capsule_layers"))
+    parser.add_argument("--branches", type=_int_at_least(1), default=None,
+                        help="number of parallel branches (n_branches; demo: "
+                        f"{DEMO_DEFAULTS['branches']} for its model)")
+    parser.add_argument("--capsule-size", type=_int_at_least(1), default=None)
+    parser.add_argument("--capsule-layers", type=_int_at_least(1), default=None,
+                        help="capsule layers (demo: "
+                        f"{DEMO_DEFAULTS['capsule_layers']} for its model)")
     parser.add_argument("--model-option", action="append", metavar="KEY=VALUE",
                         help="any other builder argument (JSON value)")
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--no-agr", action="store_true",
                         help="skip the 8-orientation agreement (faster)")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learning-rate", type=_learning_rate, default=1e-3)
+    parser.add_argument("--seed", type=_int_at_least(0), default=0)
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
 
 
-def _train_options(args):
+def _train_options(args, builder):
     return {
+        "fingerprint": _fingerprint(args, builder),
         "epochs": args.epochs,
         "steps_per_epoch": args.steps,
         "batch_size": args.batch_size,
@@ -118,31 +233,136 @@ def _train_options(args):
     }
 
 
-def _builder(args):
-    from keras_parcaps.training.builders import get_builder
+def _check_option_values(name, function, options, image_size):
+    """Each option of the builder's type, and allowed by the model catalogue."""
+    from keras_parcaps.models import get_model_spec
 
     try:
-        return get_builder(args.model, **_model_options(args))
-    except ValueError as error:
-        raise SystemExit(f"keras-parcaps: {error}") from None
+        spec = get_model_spec(name)
+    except ValueError:  # A builder of the user's own: its signature only.
+        spec = None
+    choices = spec.choices if spec else {}
+    parameters = inspect.signature(function).parameters
+    for option, value in options.items():
+        if option not in parameters:  # Taken by a builder's **kwargs.
+            continue
+        default = parameters[option].default
+        if isinstance(default, bool):
+            ok, wanted = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            wanted = "an integer >= 1"
+        elif isinstance(default, float):
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+            wanted = "a finite number"
+        else:
+            continue
+        if ok and option in choices and value not in choices[option]:
+            ok, wanted = False, f"one of {', '.join(map(str, choices[option]))}"
+        if not ok:
+            raise UsageError(f"model option {option} must be {wanted}, got {value!r}")
+    layers = options.get("capsule_layers", getattr(
+        parameters.get("capsule_layers"), "default", None))
+    limit = spec.max_branches_2_layers if spec else None
+    if limit and layers == 2 and options.get("n_branches", 0) > limit:
+        raise UsageError(f"model {name!r} takes at most {limit} branches with 2 "
+                         f"capsule layers, got {options['n_branches']}")
+    # The smallest image the network's strides allow (its module says).
+    module = sys.modules.get(function.__module__)
+    min_size = getattr(module, "MIN_SIZE", None)
+    if callable(getattr(module, "_min_size", None)):
+        min_size = module._min_size(layers)
+    if isinstance(min_size, int) and image_size < min_size:
+        raise UsageError(f"--image-size must be at least {min_size} for model "
+                         f"{name!r}, got {image_size}")
+
+
+def _builder(args):
+    """The builder, after checking its options (without building anything)."""
+    from keras_parcaps.training.builders import get_builder
+
+    options = _model_options(args)
+    if args.command == "demo":
+        for flag, name in (("branches", "n_branches"),
+                           ("capsule_layers", "capsule_layers")):
+            if getattr(args, flag) is None and name not in options:
+                options[name] = DEMO_DEFAULTS[flag]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        builder = get_builder(args.model, **options)
+    if builder.options != options:
+        dropped = sorted(set(options) - set(builder.options))
+        if args.command == "demo":  # The demo's own defaults fit its model only.
+            dropped = [name for name in dropped if name not in (
+                "n_branches", "capsule_layers") or getattr(
+                    args, "branches" if name == "n_branches" else name) is not None]
+        if dropped:
+            raise UsageError(f"model {args.model!r} takes no option(s) "
+                             f"{', '.join(dropped)}")
+    for warning in caught:
+        if "takes no option" not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category,
+                                   warning.filename, warning.lineno)
+    function = getattr(builder, "function", None)
+    if function is not None:
+        _check_option_values(args.model, function, builder.options,
+                             args.image_size)
+    return builder
+
+
+def _source_name(source):
+    """How the data source enters a run's fingerprint: moving it keeps it."""
+    if source in (None, "synthetic"):
+        return "synthetic"
+    return Path(source).name or str(source)
 
 
 def _data(args):
-    try:
-        return load_data(args.data, args.image_size, args.labels, args.on_error,
-                         args.seed)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"keras-parcaps: {error}") from None
+    """The data set, every image decoded (or skipped) before any training."""
+    data = load_data(args.data, args.image_size, args.labels, args.on_error,
+                     args.seed)
+    if args.on_error == "raise":
+        data.preload()
+    elif data.skipped:
+        shown = ", ".join(str(path) for path in data.skipped[:20])
+        more = f" and {len(data.skipped) - 20} more" if len(data.skipped) > 20 else ""
+        print(f"Skipped {len(data.skipped)} unreadable or missing image(s): "
+              f"{shown}{more}")
+    return data
+
+
+def _fingerprint(args, builder) -> dict:
+    return {"data": _source_name(args.data), "labels": args.labels,
+            "model": args.model, "model_options": builder.options}
+
+
+@contextlib.contextmanager
+def _run_folder(args):
+    """Holds `--out`'s lock for the whole command; clears it on --overwrite."""
+    from keras_parcaps.training import RunFolder
+
+    with RunFolder(args.out) as run:
+        if getattr(args, "overwrite", False):
+            run.clear()
+        yield run
 
 
 def _cmd_train(args, title="Validation fold"):
     import keras
 
+    keras.utils.set_random_seed(args.seed)
+    builder = _builder(args)
+    with _run_folder(args):
+        return _train_fold(args, builder, title)
+
+
+def _train_fold(args, builder, title):
+    import keras
+
     from keras_parcaps.data import fold_split, stratified_folds
     from keras_parcaps.training.experiments import train_and_evaluate
 
-    keras.utils.set_random_seed(args.seed)
-    builder = _builder(args)
     data = _data(args)
     print(f"Data: {len(data)} images, {data.num_classes} classes "
           f"{dict(zip(data.class_names, data.class_counts().tolist(), strict=True))}")
@@ -155,19 +375,72 @@ def _cmd_train(args, title="Validation fold"):
     start = time.time()
     report = train_and_evaluate(builder, data.subset(train_idx),
                                 data.subset(val_idx), args.out,
-                                **_train_options(args))
+                                **_train_options(args, builder))
     _print_report(report, f"{title} ({time.time() - start:.0f} s)")
     return report
 
 
-def _cmd_evaluate(args):
+def _model_classes(args):
+    """The class names of `args.model_file`'s outputs: saved, or --class-names."""
+    from keras_parcaps.training.saving import read_metadata
+
+    saved = (read_metadata(args.model_file) or {}).get("class_names")
+    given = args.class_names
+    if saved and given and saved != given:
+        raise UsageError(
+            f"--class-names {','.join(given)} differ from the classes saved with "
+            f"{args.model_file}: {','.join(saved)}")
+    if not saved and not given:
+        raise UsageError(
+            f"{args.model_file} has no class names saved with it (saved without "
+            "keras-parcaps?); pass --class-names NAME,NAME,... in output order")
+    return saved or given
+
+
+def _load_model(path):
     import keras
 
     import keras_parcaps  # noqa: F401  (registers the custom objects)
+
+    try:
+        return keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many types for foreign files.
+        raise ValueError(f"cannot load {path} as a Keras model: "
+                         f"{type(error).__name__}: {error}") from None
+
+
+def _align_classes(data, class_names):
+    """`data` with labels indexing `class_names` (the model's outputs)."""
+    import numpy as np
+
+    if list(data.class_names) == list(class_names):
+        return data
+    unknown = [name for name in data.class_names if name not in class_names]
+    if unknown:
+        raise UsageError(
+            f"the data's classes {','.join(data.class_names)} are not the model's "
+            f"classes {','.join(class_names)} (unknown to the model: "
+            f"{','.join(unknown)})")
+    position = np.array([class_names.index(name) for name in data.class_names])
+    full = dict(zip(data.class_names, data.full_names, strict=True))
+    aligned = data.subset(np.arange(len(data)))
+    aligned.labels = position[data.labels]
+    aligned.class_names = list(class_names)
+    aligned.full_names = [full.get(name, name) for name in class_names]
+    return aligned
+
+
+def _cmd_evaluate(args):
     from keras_parcaps.data import fold_split, stratified_folds
     from keras_parcaps.evaluation import evaluate_model
 
-    model = keras.saving.load_model(args.model_file)
+    class_names = _model_classes(args)
+    model = _load_model(args.model_file)
+    outputs = model.output_shape[-1] if hasattr(model, "output_shape") else None
+    if outputs is not None and outputs != len(class_names):
+        raise UsageError(
+            f"{args.model_file} has {outputs} outputs but {len(class_names)} class "
+            f"names: {','.join(class_names)}")
     size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
     if len(size) == 2 and size[0] == size[1] and size[0] is not None:
         args.image_size = size[0]  # the size the model was trained at
@@ -175,20 +448,19 @@ def _cmd_evaluate(args):
     if args.fold is not None:
         folds = stratified_folds(data.labels, args.n_folds, args.seed)
         data = data.subset(fold_split(folds, args.fold)[1])
-    report = evaluate_model(model, data, args.out, orientations=not args.no_agr)
+    data = _align_classes(data, class_names)
+    with _run_folder(args):
+        report = evaluate_model(model, data, args.out, orientations=not args.no_agr)
     _print_report(report, "Evaluation")
     _link_explain(args, report)
     return report
 
 
 def _cmd_diagnose(args):
-    import keras
-
-    import keras_parcaps  # noqa: F401  (registers the custom objects)
     from keras_parcaps.data import fold_split, stratified_folds
     from keras_parcaps.training.diagnose import diagnose, format_diagnosis
 
-    model = keras.saving.load_model(args.model_file)
+    model = _load_model(args.model_file)
     size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
     if len(size) == 2 and size[0] == size[1] and size[0] is not None:
         args.image_size = size[0]
@@ -196,10 +468,7 @@ def _cmd_diagnose(args):
     if args.fold is not None:
         folds = stratified_folds(data.labels, args.n_folds, args.seed)
         data = data.subset(fold_split(folds, args.fold)[1])
-    try:
-        report = diagnose(model, data, num_images=args.images, seed=args.seed)
-    except ValueError as error:
-        raise SystemExit(f"keras-parcaps: {error}") from None
+    report = diagnose(model, data, num_images=args.images, seed=args.seed)
     print(format_diagnosis(report))
     if args.out:
         out = Path(args.out)
@@ -255,9 +524,11 @@ def _cmd_explain(args):
 def _cmd_cross_validate(args):
     from keras_parcaps.training.experiments import cross_validate
 
-    report = cross_validate(_builder(args), _data(args), args.out,
-                            n_folds=args.n_folds, run_folds=args.folds,
-                            **_train_options(args))
+    builder = _builder(args)
+    with _run_folder(args):
+        report = cross_validate(builder, _data(args), args.out,
+                                n_folds=args.n_folds, run_folds=args.folds,
+                                **_train_options(args, builder))
     _print_report(report, "Cross-validation (pooled)")
     return report
 
@@ -265,19 +536,17 @@ def _cmd_cross_validate(args):
 def _cmd_small_data(args):
     from keras_parcaps.training.experiments import small_data
 
-    report = small_data(_builder(args), _data(args), args.out,
-                        args.max_per_class, n_folds=args.n_folds,
-                        run_folds=args.folds, **_train_options(args))
+    builder = _builder(args)
+    with _run_folder(args):
+        report = small_data(builder, _data(args), args.out,
+                            args.max_per_class, n_folds=args.n_folds,
+                            run_folds=args.folds, **_train_options(args, builder))
     _print_report(report, f"Small data, x={args.max_per_class} (pooled)")
     return report
 
 
-def _folds(text):
-    return [int(part) for part in text.split(",") if part]
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="keras-parcaps",
         description="Train and evaluate parallel capsule networks on white "
         "blood cells. Set KERAS_BACKEND=tensorflow|jax|torch to pick a backend.",
@@ -295,17 +564,20 @@ def build_parser() -> argparse.ArgumentParser:
                            "on --fold; resumes after a kill")
     _add_common(train)
     train.add_argument("--out", default="runs/train")
-    train.add_argument("--fold", type=int, default=0)
-    train.add_argument("--n-folds", type=int, default=5)
+    train.add_argument("--fold", type=_int_at_least(0), default=0)
+    train.add_argument("--n-folds", type=_int_at_least(2), default=5)
     train.set_defaults(func=_cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a saved model.keras")
     evaluate.add_argument("model_file")
     _add_common(evaluate)
     evaluate.add_argument("--out", default="runs/evaluate")
-    evaluate.add_argument("--fold", type=int, default=None,
+    evaluate.add_argument("--fold", type=_int_at_least(0), default=None,
                           help="evaluate only this validation fold")
-    evaluate.add_argument("--n-folds", type=int, default=5)
+    evaluate.add_argument("--n-folds", type=_int_at_least(2), default=5)
+    evaluate.add_argument("--class-names", type=_names, default=None,
+                          help="comma-separated class of each model output, for "
+                          "a model saved without them (keras-parcaps saves them)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     diagnosis = sub.add_parser(
@@ -313,11 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
         "statistics, capsule lengths, coupling entropy, gradient norms")
     diagnosis.add_argument("model_file")
     _add_common(diagnosis)
-    diagnosis.add_argument("--images", type=int, default=64,
+    diagnosis.add_argument("--images", type=_int_at_least(1), default=64,
                            help="images to check, taken from every class in turn")
-    diagnosis.add_argument("--fold", type=int, default=None,
+    diagnosis.add_argument("--fold", type=_int_at_least(0), default=None,
                            help="check only this validation fold")
-    diagnosis.add_argument("--n-folds", type=int, default=5)
+    diagnosis.add_argument("--n-folds", type=_int_at_least(2), default=5)
     diagnosis.add_argument("--out", default=None, help="folder for diagnosis.json")
     diagnosis.set_defaults(func=_cmd_diagnose)
 
@@ -330,8 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--classes", default=None,
                          help="comma-separated class names (default: run.json "
                          "beside the model, written by training)")
-    explain.add_argument("--max-images", type=int, default=None)
-    explain.add_argument("--max-panels", type=int, default=16,
+    explain.add_argument("--max-images", type=_int_at_least(1), default=None)
+    explain.add_argument("--max-panels", type=_int_at_least(0), default=16,
                          help="one page per image for at most this many images")
     explain.add_argument("--no-agr", action="store_true",
                          help="skip the 8 orientations (faster)")
@@ -340,17 +612,17 @@ def build_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("cross-validate", help="5-fold CV, pooled Table 2 report")
     _add_common(cv)
     cv.add_argument("--out", default="runs/cv")
-    cv.add_argument("--n-folds", type=int, default=5)
+    cv.add_argument("--n-folds", type=_int_at_least(2), default=5)
     cv.add_argument("--folds", type=_folds, default=None,
                     help="comma-separated subset of folds to run")
     cv.set_defaults(func=_cmd_cross_validate)
 
     small = sub.add_parser("small-data", help="the small-data protocol for one x")
     _add_common(small)
-    small.add_argument("--max-per-class", type=int, required=True,
+    small.add_argument("--max-per-class", type=_int_at_least(1), required=True,
                        help="x: images per class in the folds (10, 25, 50, ...)")
     small.add_argument("--out", default=None)
-    small.add_argument("--n-folds", type=int, default=5)
+    small.add_argument("--n-folds", type=_int_at_least(2), default=5)
     small.add_argument("--folds", type=_folds, default=None)
     small.set_defaults(func=_cmd_small_data)
     for command in (demo, train, cv, small):
@@ -361,14 +633,44 @@ def build_parser() -> argparse.ArgumentParser:
             "MirroredStrategy; one-per-class batches take enough images per "
             "class to split evenly across devices",
         )
+        command.add_argument(
+            "--overwrite", action="store_true",
+            help="delete what --out holds and start over (without it, a run "
+            "resumes, and a different run in --out is refused)",
+        )
     return parser
 
 
+def _one_line(error) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    return f"keras-parcaps: warning: {_one_line(message)}\n"
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Runs the command line; errors are one line on stderr.
+
+    Bad arguments exit with code 2 before anything is loaded, built or
+    written (like argparse); bad data, a locked or foreign `--out` and other
+    refusals exit with 2 as well, a training that fails (a non-finite loss)
+    with 1.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if getattr(args, "out", "") is None:
         args.out = f"runs/small_data_x{args.max_per_class}"
-    args.func(args)
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
+    try:
+        _check_args(args)
+        args.func(args)
+    except (UsageError, ValueError, OSError) as error:
+        parser.exit(2, f"keras-parcaps: {_one_line(error)}\n")
+    except ArithmeticError as error:  # FloatingPointError: a non-finite loss.
+        parser.exit(1, f"keras-parcaps: {_one_line(error)}\n")
+    finally:
+        warnings.formatwarning = formatwarning
     return 0
 
 

@@ -225,6 +225,12 @@ def load_aml(
         if code not in index:
             continue
         path = root / relative
+        # Lexically: class folders may be links to another disk.
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise ValueError(
+                f"{annotations} lists {relative!r}, a path outside the dataset "
+                f"folder {root}; annotation paths must stay inside it"
+            )
         if not path.is_file():
             missing.append(str(path))
             continue

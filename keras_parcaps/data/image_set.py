@@ -65,6 +65,8 @@ def decode_image(path, image_size=None) -> np.ndarray:
             if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 # 16-bit and float scans: rescale to 8 bits before RGB.
                 array = np.asarray(image, dtype=np.float32)
+                if not np.isfinite(array).all():
+                    raise ValueError("it holds NaN or infinite pixel values")
                 span = max(float(array.max() - array.min()), 1e-12)
                 array = (array - array.min()) / span * 255.0
                 image = Image.fromarray(array.astype(np.uint8))
@@ -189,7 +191,13 @@ class ImageSet:
         self.on_error = on_error
         self.skipped = []
         if images is not None:
-            images = np.asarray(images, dtype=np.uint8)
+            images = np.asarray(images)
+            if images.dtype.kind == "f" and not np.isfinite(images).all():
+                raise ValueError(
+                    "`images` hold NaN or infinite values, e.g. image "
+                    f"{int(np.argwhere(~np.isfinite(images))[0, 0])}"
+                )
+            images = images.astype(np.uint8, copy=False)
             if images.ndim != 4 or images.shape[-1] != 3 or len(images) != len(labels):
                 raise ValueError(
                     "`images` must be (n, height, width, 3) with one label per "
@@ -263,7 +271,28 @@ class ImageSet:
         return child
 
     def preload(self, batch_size: int = 256) -> "ImageSet":
-        """Decodes (and caches) every image now; returns `self`."""
+        """Decodes (and caches) every image now; returns `self`.
+
+        Run before training, this finds every unreadable file at once
+        instead of hours into a run when one is first drawn.
+
+        Raises:
+            ValueError: naming every image that cannot be decoded.
+        """
+        bad = []
         for start in range(0, len(self), batch_size):
-            self.images(np.arange(start, min(start + batch_size, len(self))))
+            indices = np.arange(start, min(start + batch_size, len(self)))
+            try:
+                self.images(indices)
+            except ValueError:
+                for path in (self.paths[i] for i in indices):
+                    try:
+                        decode_image(path, self.image_size)
+                    except ValueError as error:
+                        bad.append(f"{path} ({error.__cause__ or error})")
+        if bad:
+            raise ValueError(
+                f"{len(bad)} image(s) cannot be read: {'; '.join(bad)}. Fix or "
+                "remove them, or skip them with on_error='skip' (--on-error skip)"
+            )
         return self

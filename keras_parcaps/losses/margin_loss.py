@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_parcaps.losses._targets import mark_invalid, one_hot_targets
+
 
 @keras.saving.register_keras_serializable(package="keras_parcaps")
 def margin_loss(
@@ -18,7 +20,8 @@ def margin_loss(
 
     Args:
         y_true: One-hot targets `(batch, classes)`, or integer labels
-            `(batch,)`.
+            `(batch,)` in `[0, classes)`; a label out of range gives a NaN
+            loss for its sample (a `ValueError` for NumPy labels).
         y_pred: Capsule lengths `(batch, classes)` in `[0, 1]`.
         m_plus: Length a present class must reach. Default 0.9.
         m_minus: Length an absent class must stay under. Default 0.1.
@@ -27,6 +30,9 @@ def margin_loss(
 
     Returns:
         The loss of each sample, shape `(batch,)`.
+
+    Raises:
+        ValueError: when the shapes of `y_true` and `y_pred` do not match.
 
     Example:
 
@@ -37,14 +43,10 @@ def margin_loss(
         >>> round(float(loss[0]), 4)
         0.18
     """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) < len(y_pred.shape):
-        y_true = ops.one_hot(ops.cast(y_true, "int32"), y_pred.shape[-1])
-    y_true = ops.cast(y_true, y_pred.dtype)
+    y_pred, y_true, valid = one_hot_targets(y_true, y_pred)
     present = y_true * ops.square(ops.relu(m_plus - y_pred))
     absent = (1.0 - y_true) * ops.square(ops.relu(y_pred - m_minus))
-    return ops.sum(present + down_weight * absent, axis=-1)
+    return mark_invalid(ops.sum(present + down_weight * absent, axis=-1), valid)
 
 
 @keras.saving.register_keras_serializable(package="keras_parcaps")

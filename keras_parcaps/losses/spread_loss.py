@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_parcaps.losses._targets import mark_invalid, one_hot_targets
+
 
 def _check_margin(margin) -> None:
     if not isinstance(margin, (int, float)) or not 0.0 <= margin <= 1.0:
@@ -20,12 +22,16 @@ def spread_loss(y_true, y_pred, margin: float = 0.2):
 
     Args:
         y_true: One-hot targets `(batch, classes)`, or integer labels
-            `(batch,)`.
+            `(batch,)` in `[0, classes)`; a label out of range gives a NaN
+            loss for its sample (a `ValueError` for NumPy labels).
         y_pred: Class activations `(batch, classes)` in `[0, 1]`.
         margin: `m`. Default 0.2, the start of Hinton et al.'s schedule.
 
     Returns:
         The loss of each sample, shape `(batch,)`.
+
+    Raises:
+        ValueError: when the shapes of `y_true` and `y_pred` do not match.
 
     Example:
 
@@ -35,14 +41,10 @@ def spread_loss(y_true, y_pred, margin: float = 0.2):
         >>> round(float(loss[0]), 4)  # 0.1**2 + 0
         0.01
     """
-    y_pred = ops.convert_to_tensor(y_pred)
-    y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) < len(y_pred.shape):
-        y_true = ops.one_hot(ops.cast(y_true, "int32"), y_pred.shape[-1])
-    y_true = ops.cast(y_true, y_pred.dtype)
+    y_pred, y_true, valid = one_hot_targets(y_true, y_pred)
     target = ops.sum(y_true * y_pred, axis=-1, keepdims=True)
     spread = ops.square(ops.relu(margin - (target - y_pred)))
-    return ops.sum((1.0 - y_true) * spread, axis=-1)
+    return mark_invalid(ops.sum((1.0 - y_true) * spread, axis=-1), valid)
 
 
 @keras.saving.register_keras_serializable(package="keras_parcaps")

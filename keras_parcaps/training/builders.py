@@ -86,5 +86,6 @@ def get_builder(name, **options):
         )
 
     build.__name__ = f"build_{label}"
+    build.function = function
     build.options = accepted
     return build

@@ -2,9 +2,8 @@
 
 import keras
 
-from keras_parcaps.callbacks.spread_margin_schedule import SpreadMarginSchedule
 from keras_parcaps.callbacks.stop_on_non_finite_loss import StopOnNonFiniteLoss
-from keras_parcaps.losses.spread_loss import SpreadLoss
+from keras_parcaps.models.compiling import loss_callbacks
 from keras_parcaps.training import saving
 
 
@@ -48,9 +47,10 @@ def training_callbacks(
       state after every epoch (`checkpoints/epoch_NNN.weights.h5`, written
       atomically) and `log.csv` (`keras.callbacks.CSVLogger`, appended to);
     - the extra `callbacks`;
-    - for a model compiled with `kp.losses.SpreadLoss` (the EM networks),
-      `kp.callbacks.SpreadMarginSchedule()`, the paper's margin ramp,
-      unless `callbacks` holds one or `margin_schedule=False`.
+    - the callbacks the model's loss needs (`kp.models.loss_callbacks`: for
+      `kp.losses.SpreadLoss`, the EM networks, the paper's margin ramp
+      `kp.callbacks.SpreadMarginSchedule()`), unless `callbacks` holds one
+      of that type or `margin_schedule=False`.
 
     Args:
         model: The compiled model to train.
@@ -65,6 +65,7 @@ def training_callbacks(
     Example:
 
         >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        >>> from keras_parcaps.losses import SpreadLoss
         >>> model.compile(loss=SpreadLoss())
         >>> [type(c).__name__ for c in training_callbacks(model)]
         ['StopOnNonFiniteLoss', 'SpreadMarginSchedule']
@@ -77,10 +78,8 @@ def training_callbacks(
         result.append(_EpochCheckpoint(run))
         result.append(keras.callbacks.CSVLogger(str(run.log_path), append=True))
     result.extend(callbacks or [])
-    if (
-        margin_schedule
-        and isinstance(getattr(model, "loss", None), SpreadLoss)
-        and not any(isinstance(c, SpreadMarginSchedule) for c in result)
-    ):
-        result.append(SpreadMarginSchedule())
+    if margin_schedule:
+        for callback in loss_callbacks(getattr(model, "loss", None)):
+            if not any(isinstance(c, type(callback)) for c in result):
+                result.append(callback)
     return result

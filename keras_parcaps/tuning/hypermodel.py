@@ -4,7 +4,6 @@ import keras
 
 from keras_parcaps._checks import check_choice, check_positive_int
 from keras_parcaps.models.catalogue import CATALOGUE, get_model_spec
-from keras_parcaps.models.compiling import loss_callbacks
 from keras_parcaps.tuning._keras_tuner import require_keras_tuner
 
 keras_tuner = require_keras_tuner()
@@ -115,10 +114,11 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
     When a range does not hold the paper's value, the default is the
     nearest value it holds.
 
-    For EM networks, `fit` adds `kp.callbacks.SpreadMarginSchedule` (margin
-    0.2 -> 0.9) unless `margin_schedule=False`; for training data that is a
-    `kp.data` batch generator it calls `set_epoch` at each epoch, so every
-    epoch draws new one-image-per-class batches.
+    `fit` adds the callbacks of `kp.training.training_callbacks`: for EM
+    networks `kp.callbacks.SpreadMarginSchedule` (margin 0.2 -> 0.9) unless
+    `margin_schedule=False`; for training data that is a `kp.data` batch
+    generator, `set_epoch` at each epoch, so every epoch draws new
+    one-image-per-class batches; and a stop at the first non-finite loss.
 
     Args:
         kind: `"dr"` (dynamic routing) or `"em"` (EM routing).
@@ -276,14 +276,10 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
-        callbacks = list(callbacks or [])
+        from keras_parcaps.training.callbacks import training_callbacks
+
         data = args[0] if args else kwargs.get("x")
-        if hasattr(data, "set_epoch"):
-            callbacks.append(
-                keras.callbacks.LambdaCallback(
-                    on_epoch_begin=lambda epoch, logs: data.set_epoch(epoch)
-                )
-            )
-        if self.margin_schedule:
-            callbacks.extend(loss_callbacks(model.loss))
+        callbacks = training_callbacks(
+            model, data, callbacks=callbacks, margin_schedule=self.margin_schedule
+        )
         return model.fit(*args, callbacks=callbacks, **kwargs)

@@ -153,3 +153,16 @@ def test_bad_annotation_line(tmp_path):
         read_annotations(tmp_path / "annotations.dat")
     with pytest.raises(ValueError, match="labels"):
         read_annotations(tmp_path / "annotations.dat", labels="reannotation_3")
+
+
+def test_annotation_paths_leaving_the_root_are_rejected(tmp_path):
+    root = tmp_path / "aml"
+    (root / "NGS").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "NGS" / "NGS_0001.tiff")
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.tiff")
+    for listed in ("../outside.tiff", str(tmp_path / "outside.tiff"),
+                   "NGS/../../outside.tiff"):
+        (root / "annotations.dat").write_text(
+            f"NGS/NGS_0001.tiff NGS nan nan\n{listed} NGS nan nan\n")
+        with pytest.raises(ValueError, match="outside the dataset folder"):
+            load_aml(root, image_size=8)

@@ -132,3 +132,28 @@ def test_real_jpegs():
     ]
     assert data.class_counts().tolist() == [3, 88, 33, 20, 207]
     assert data.images(np.arange(4)).shape == (4, 32, 32, 3)
+
+
+def test_non_finite_pixels_are_rejected(tmp_path):
+    pixels = np.ones((6, 6), np.float32)
+    pixels[2, 3] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "scan.tiff")
+    with pytest.raises(ValueError, match="scan.tiff.*NaN or infinite"):
+        decode_image(tmp_path / "scan.tiff")
+    images = np.zeros((2, 4, 4, 3), np.float32)
+    images[1, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite values, e.g. image 1"):
+        ImageSet(None, [0, 1], ["a", "b"], images=images)
+
+
+def test_preload_names_every_unreadable_image(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{i}.png")
+    (tmp_path / "a" / "1.png").write_bytes(b"")
+    (tmp_path / "b" / "2.png").write_bytes(b"not a png")
+    data = load_class_folders(tmp_path, image_size=8)
+    with pytest.raises(ValueError, match="2 image.s. cannot be read") as error:
+        data.preload()
+    assert "a/1.png" in str(error.value) and "b/2.png" in str(error.value)
