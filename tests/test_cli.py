@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -73,10 +74,15 @@ def test_data_sources(tmp_path):
 
 
 def test_bad_input_messages(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="not found: .*missing"):
-        main(["train", *TINY, "--data", str(tmp_path / "missing")])
-    with pytest.raises(SystemExit, match="Unknown or unavailable model 'nope'"):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", *TINY, "--data", str(tmp_path / "missing"), "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert re.search("not found: .*missing", capsys.readouterr().err)
+    assert not out.exists()
+    with pytest.raises(SystemExit):
         main(["train", "--model", "nope", "--data", str(tmp_path)])
+    assert "Unknown or unavailable model 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build_parser().parse_args(["small-data"])  # --max-per-class is required
     assert "--max-per-class" in capsys.readouterr().err
