@@ -381,10 +381,15 @@ def _train_fold(args, builder, title):
 
 
 def _model_classes(args):
-    """The class names of `args.model_file`'s outputs: saved, or --class-names."""
+    """The class names of `args.model_file`'s outputs: saved with it (or in
+    the `run.json` of the run folder it is in), or --class-names."""
     from keras_parcaps.training.saving import read_metadata
 
     saved = (read_metadata(args.model_file) or {}).get("class_names")
+    run = Path(args.model_file).parent / "run.json"
+    if not saved and run.is_file():
+        info = json.loads(run.read_text())
+        saved = info.get("fingerprint", info).get("classes")
     given = args.class_names
     if saved and given and saved != given:
         raise UsageError(
@@ -497,20 +502,14 @@ def _link_explain(args, report):
 
 
 def _cmd_explain(args):
-    import keras
-
-    import keras_parcaps  # noqa: F401  (registers the custom objects)
     from keras_parcaps.explain import explain_capsules, write_explanation
     from keras_parcaps.explain._files import class_names_for, read_images
 
-    model = keras.saving.load_model(args.model_file)
+    model = _load_model(args.model_file)
     shape = getattr(model, "image_shape", None) or model.input_shape[1:]
-    try:
-        names = class_names_for(args.model_file, model.output_shape[-1], args.classes)
-        images, labels, stems = read_images(args.source, tuple(shape[:2]), names,
-                                            args.max_images)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"keras-parcaps: {error}") from None
+    names = class_names_for(args.model_file, model.output_shape[-1], args.classes)
+    images, labels, stems = read_images(args.source, tuple(shape[:2]), names,
+                                        args.max_images)
     explanation = explain_capsules(model, images, labels, names,
                                    orientations=not args.no_agr)
     files = write_explanation(explanation, args.out, args.max_panels, stems)

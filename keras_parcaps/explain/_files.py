@@ -63,15 +63,19 @@ def _round_robin(labels):
 
 
 def class_names_for(model_file, num_classes, given=None):
-    """The model's class names: `given`, else the `run.json` that
-    `kp.training.train` writes beside `model.keras`, else `"0"`, `"1"`, ..."""
+    """The model's class names: `given`, else those saved in the `.keras`
+    file by `kp.training.train` (or in the `run.json` beside it), else `"0"`,
+    `"1"`, ..."""
+    from keras_parcaps.training.saving import read_metadata
+
     if given:
         names = [name.strip() for name in given.split(",")]
     else:
+        names = (read_metadata(model_file) or {}).get("class_names")
         run = Path(model_file).parent / "run.json"
-        names = None
-        if run.is_file():
-            names = json.loads(run.read_text()).get("classes")
+        if not names and run.is_file():
+            info = json.loads(run.read_text())
+            names = info.get("fingerprint", info).get("classes")
         names = names or [str(c) for c in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(

@@ -101,11 +101,15 @@ def test_explain_command_on_model_from_other_backend(saved, cells, tmp_path, cap
     assert report["summary"]["n"] == 1 and report["images"][0]["label"] is None
 
 
-def test_explain_command_errors(saved, tmp_path):
-    with pytest.raises(SystemExit, match="not found"):
-        main(["explain", str(saved / "model.keras"), str(tmp_path / "missing")])
-    with pytest.raises(SystemExit, match="3 classes; got 2 class names"):
-        main(["explain", str(saved / "model.keras"), str(tmp_path), "--classes", "a,b"])
+def test_explain_command_errors(saved, tmp_path, capsys):
+    for argv, says in (
+        ([str(tmp_path / "missing")], "not found"),
+        ([str(tmp_path), "--classes", "a,b"], "3 classes; got 2 class names"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["explain", str(saved / "model.keras"), *argv])
+        assert exit_info.value.code == 2
+        assert says in capsys.readouterr().err
 
 
 def test_evaluate_report_links_to_explain(saved, cells, tmp_path, capsys):
