@@ -658,7 +658,7 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "out", "") is None:
+    if args.command == "small-data" and args.out is None:
         args.out = f"runs/small_data_x{args.max_per_class}"
     formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
