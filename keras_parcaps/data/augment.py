@@ -10,6 +10,7 @@ def augment_images(
     flip_up_down: bool = True,
     flip_left_right: bool = True,
     max_rotation: float = 180.0,
+    skip: int = 0,
 ) -> np.ndarray:
     """Randomly flips and rotates each image of a batch, as in the paper.
 
@@ -25,6 +26,10 @@ def augment_images(
         flip_up_down: Whether to flip up-down at random.
         flip_left_right: Whether to flip left-right at random.
         max_rotation: Largest rotation in degrees (0 disables rotation).
+        skip: Images that come before `images` in the batch drawn with
+            `rng`: their draws are skipped, so a shard of a batch (one
+            process's part in distributed training) is flipped and rotated
+            exactly as in the whole batch.
 
     Returns:
         A new array of the same shape and dtype.
@@ -41,6 +46,10 @@ def augment_images(
         >>> rotated = augment_images(np.zeros((1, 8, 8, 3), np.uint8), rng=0)
         >>> rotated.shape
         (1, 8, 8, 3)
+        >>> # The second image alone, augmented as inside the batch:
+        >>> second = augment_images(batch[1:], rng=0, max_rotation=0, skip=1)
+        >>> np.array_equal(second, out[1:])
+        True
     """
     rng = np.random.default_rng(rng)
     images = np.asarray(images)
@@ -49,13 +58,24 @@ def augment_images(
             "`images` must be (batch, height, width, channels). "
             f"Received: images.shape={images.shape}"
         )
+    if skip < 0:
+        raise ValueError(f"`skip` must be >= 0. Received: skip={skip}")
+
+    def draw():
+        up_down = flip_up_down and rng.random() < 0.5
+        left_right = flip_left_right and rng.random() < 0.5
+        angle = rng.uniform(0.0, max_rotation) if max_rotation else 0.0
+        return up_down, left_right, angle
+
+    for _ in range(skip):
+        draw()
     out = np.empty_like(images)
     for i, image in enumerate(images):
-        if flip_up_down and rng.random() < 0.5:
+        up_down, left_right, angle = draw()
+        if up_down:
             image = image[::-1]
-        if flip_left_right and rng.random() < 0.5:
+        if left_right:
             image = image[:, ::-1]
-        angle = rng.uniform(0.0, max_rotation) if max_rotation else 0.0
         if angle:
             image = ndimage.rotate(
                 image, angle, axes=(1, 0), reshape=False, order=1, mode="reflect"

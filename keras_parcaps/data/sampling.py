@@ -32,24 +32,55 @@ def to_model_input(images) -> np.ndarray:
 
 
 class _Batches(keras.utils.PyDataset):
-    def __init__(self, data, steps_per_epoch, augment, seed, **kwargs):
+    def __init__(self, data, steps_per_epoch, augment, seed, num_shards=1,
+                 shard_index=0, **kwargs):
         super().__init__(**kwargs)
         if steps_per_epoch is not None:
             check_positive_int("steps_per_epoch", steps_per_epoch)
+        check_positive_int("num_shards", num_shards)
+        if not 0 <= shard_index < num_shards:
+            raise ValueError(
+                f"`shard_index` must be in [0, num_shards={num_shards}). "
+                f"Received: shard_index={shard_index}"
+            )
         self.data = data
         self.steps_per_epoch = steps_per_epoch
         self.augment = bool(augment)
         self.seed = int(seed)
+        self.num_shards = int(num_shards)
+        self.shard_index = int(shard_index)
         self.epoch = 0
+
+    def shard(self, indices) -> slice:
+        """The part of a global batch of `len(indices)` this shard holds.
+
+        Shards are contiguous, equal and disjoint; together they are the
+        global batch, in order.
+        """
+        size, rest = divmod(len(indices), self.num_shards)
+        if rest:
+            raise ValueError(
+                f"A batch of {len(indices)} images does not split into "
+                f"num_shards={self.num_shards} equal shards; take a multiple "
+                "of the shard count (`kp.training.replica_batch_multiple` "
+                "gives the images per class)."
+            )
+        return slice(self.shard_index * size, (self.shard_index + 1) * size)
 
     def set_epoch(self, epoch: int) -> None:
         """Selects the epoch whose batches `__getitem__` returns."""
         self.epoch = int(epoch)
 
     def _batch(self, indices, step):
+        # Only this shard's images are read and augmented; the augmentation
+        # skips the draws of the shards before it, so the shards together
+        # are exactly the unsharded batch.
+        part = self.shard(indices)
+        indices = indices[part]
         images = self.data.images(indices)
         if self.augment:
-            images = augment_images(images, rng=[self.seed, 7, step])
+            images = augment_images(images, rng=[self.seed, 7, step],
+                                    skip=part.start)
         labels = keras.utils.to_categorical(
             self.data.labels[indices], self.data.num_classes
         )
@@ -73,6 +104,14 @@ class OnePerClassBatches(_Batches):
         images_per_class: Images of each class in a batch. Default 1 (the
             paper); data-parallel training takes
             `kp.training.replica_batch_multiple` so batches split evenly.
+        num_shards: Number of processes sharing each batch (distributed
+            training). Default 1.
+        shard_index: Which shard this object returns: `__getitem__` gives
+            the `shard_index`-th of `num_shards` equal, contiguous parts of
+            the global batch `batch_indices` (images and augmentation as in
+            the unsharded batch), so every process reads only its own
+            images and every global batch still holds `images_per_class`
+            images of every class.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
 
     Example:
@@ -92,11 +131,21 @@ class OnePerClassBatches(_Batches):
         >>> pairs = OnePerClassBatches(data, 4, augment=False, images_per_class=2)
         >>> pairs[0][1].sum(axis=0).tolist()  # two of each class per batch
         [2.0, 2.0]
+        >>> # Two processes each take half of every global batch:
+        >>> halves = [OnePerClassBatches(data, 4, augment=False,
+        ...                              images_per_class=2, num_shards=2,
+        ...                              shard_index=i) for i in range(2)]
+        >>> [len(h[0][0]) for h in halves]
+        [2, 2]
+        >>> np.array_equal(np.concatenate([h[0][0] for h in halves]), pairs[0][0])
+        True
     """
 
     def __init__(self, data, steps_per_epoch: int = 500, augment: bool = True,
-                 seed: int = 0, images_per_class: int = 1, **kwargs):
-        super().__init__(data, steps_per_epoch, augment, seed, **kwargs)
+                 seed: int = 0, images_per_class: int = 1, num_shards: int = 1,
+                 shard_index: int = 0, **kwargs):
+        super().__init__(data, steps_per_epoch, augment, seed, num_shards,
+                         shard_index, **kwargs)
         check_positive_int("images_per_class", images_per_class)
         self.images_per_class = images_per_class
         self.members = [
@@ -149,6 +198,9 @@ class ShuffledBatches(_Batches):
             prediction).
         augment: Whether to apply `augment_images`.
         seed: Seed of the shuffling and the augmentation.
+        num_shards: Number of processes sharing each batch. Default 1.
+        shard_index: Which of the `num_shards` equal parts of each batch
+            `__getitem__` returns (see `OnePerClassBatches`).
         **kwargs: `keras.utils.PyDataset` arguments.
 
     Example:
@@ -170,8 +222,9 @@ class ShuffledBatches(_Batches):
 
     def __init__(self, data, batch_size: int = 32, steps_per_epoch=None,
                  shuffle: bool = True, augment: bool = False, seed: int = 0,
-                 **kwargs):
-        super().__init__(data, steps_per_epoch, augment, seed, **kwargs)
+                 num_shards: int = 1, shard_index: int = 0, **kwargs):
+        super().__init__(data, steps_per_epoch, augment, seed, num_shards,
+                         shard_index, **kwargs)
         check_positive_int("batch_size", batch_size)
         if not len(data):
             raise ValueError("`data` holds no image.")

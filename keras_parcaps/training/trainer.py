@@ -397,6 +397,11 @@ def train(
             batches,
             epochs=epochs,
             initial_epoch=initial_epoch,
+            # The batches are shuffled already (a function of seed, epoch
+            # and index); Keras would also shuffle their order with its own
+            # random state, so a resumed run would draw another order than
+            # an uninterrupted one.
+            shuffle=False,
             validation_data=validation,
             callbacks=training_callbacks(model, batches, run, extra),
             verbose=verbose,
