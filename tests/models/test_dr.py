@@ -91,3 +91,13 @@ def test_three_layer_networks_learn(builder, kwargs):
 def test_bad_arguments_name_the_argument(builder, kwargs, name):
     with pytest.raises(ValueError, match=name):
         builder(**kwargs)
+
+
+@pytest.mark.parametrize("builder", [kp.models.build_dr, kp.models.build_parallel_dr])
+def test_inputs_centered_and_fast_batch_norm_averages(builder):
+    # What keeps `predict` right after plain `fit` (docs/concepts.md).
+    model = builder(input_shape=(16, 16, 3), num_classes=3, capsule_layers=3)
+    assert isinstance(model.layers[1], kp.layers.ImageCentering)
+    layers = kp.training.batch_norm_layers(model)
+    assert len(layers) >= 13
+    assert {layer.momentum for layer in layers} == {0.9}
