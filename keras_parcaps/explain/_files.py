@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_parcaps.data.folders import IMAGE_EXTENSIONS, decode_image
+from keras_parcaps.data.folders import IMAGE_EXTENSIONS
+from keras_parcaps.data.image_set import decode_image
 
 
 def _is_image(path: Path) -> bool:
