@@ -6,8 +6,50 @@ import keras
 from keras import ops
 
 from keras_parcaps._checks import check_positive_int
-from keras_parcaps.ops.capsule_ops import squash
-from keras_parcaps.ops.routing import dynamic_routing
+from keras_parcaps.ops.routing import dynamic_routing_from_inputs
+
+# At initialization, the routed sums before squash are at most 1 long for
+# inputs of the longest possible length, 1, and the first routing iteration
+# moves a vote's logit by at most about this much (see `auto_kernel_stddev`).
+ROUTING_STEP_AT_INIT = 0.2
+
+
+def auto_kernel_stddev(n_in: int, num_capsules: int, capsule_dim: int) -> float:
+    """Standard deviation of `DRCaps`'s `"auto"` kernel initializer.
+
+    The first coupling is `1 / num_capsules`, so a sum over `n_in` votes of
+    inputs of length `l` has a squared length near `n_in * stddev**2 * l**2 *
+    capsule_dim / num_capsules**2`. Squashed inputs are at most 1 long; the
+    standard deviation puts the sum at a length `s` for that bound, so it
+    stays near `s` as the lower capsules lengthen during training. Two
+    failures bound `s`, both measured on 3-layer networks:
+    - Too short: squash shrinks short sums quadratically, so capsules fed
+      by few or short inputs (Class-Caps over a few Mid-Caps, deep stacks)
+      pass almost no gradient.
+    - Too long: a routing iteration adds about `s * squash(s) * num_capsules
+      / n_in` to the logit of a vote's own output. With 15 Class-Caps over 2
+      Mid-Caps and `s = 1` that is 3.75: the coupling turns one-hot, a few
+      outputs saturate at length 1 and training stalls on a constant
+      prediction (loss flat at 1.2).
+    So `s = 1` unless that step would exceed `ROUTING_STEP_AT_INIT`: then
+    `s**3 = 2 * ROUTING_STEP_AT_INIT * n_in / num_capsules` (0.38 for 15
+    Class-Caps over 2 Mid-Caps).
+
+    Args:
+        n_in: Number of input capsules.
+        num_capsules: Number of output capsules.
+        capsule_dim: Length of the output capsules.
+
+    Returns:
+        The standard deviation, a Python float.
+
+    Example:
+
+        >>> round(auto_kernel_stddev(1152, 10, 16), 4)
+        0.0737
+    """
+    length = min(1.0, (2 * ROUTING_STEP_AT_INIT * n_in / num_capsules) ** (1 / 3))
+    return length * num_capsules / math.sqrt(n_in * capsule_dim)
 
 
 @keras.saving.register_keras_serializable(package="keras_parcaps")
@@ -21,26 +63,19 @@ class DRCaps(keras.layers.Layer):
     every call.
 
     With `share_weights=True` and a grid input, every grid position of one
-    capsule type shares its `W` (Sabour's DigitCaps on a 6x6 grid of 32
-    types). With `share_weights=False` (the default, the variant of the
-    parallel-CapsNet paper) every input capsule has its own `W`, so the grid
-    position is not encoded.
+    capsule type shares its `W` (32 x 10 matrices on Sabour's 6x6 grid of
+    32 types). With `share_weights=False` (the default) every input capsule
+    has its own `W`: Sabour et al.'s DigitCaps (1,152 x 10 matrices, the
+    variant of their published 8.2M parameters and of every popular
+    CapsNet) and the parallel-CapsNet paper's capsule layers.
 
-    Nothing is tiled over the batch. The layer routes by one of two exact
-    formulations, whichever has the smaller largest intermediate:
-    - Votes: one einsum against the unreplicated weights gives the votes,
-      `batch x n_in x num_capsules x capsule_dim` floats, then
-      `keras_parcaps.ops.dynamic_routing`.
-    - Factored: the votes are never formed. `sum_i c_ij W_ij u_i` is taken
-      as `sum_t W_tj (sum_p c_ptj u_pt)` over types `t` and grid positions
-      `p`, and the agreement `u_hat_ij . v_j` as `u_i . (W_ij^T v_j)`, so the
-      largest intermediate is `batch x n_types x num_capsules x in_dim`
-      (the coupling aside). With shared weights on a grid this is
-      `grid_area * capsule_dim / in_dim` times smaller than the votes: 72x
-      for Sabour's DigitCaps.
-    With a single output capsule the coupling is 1: the layer contracts
-    inputs and weights in one matrix product, whose largest intermediate is
-    the output itself. Routing runs in float32 under mixed precision.
+    The layer calls `kp.ops.dynamic_routing_from_inputs`, which routes by
+    the exact formulation `kp.ops.routing_formulation` chooses for the
+    shapes: one matrix product with a single output capsule, routing
+    without forming the votes for shared weights on a grid, else the votes
+    as one batched matrix product and the routing loop, compiled by the
+    backend's JIT where it has one. Routing runs in float32 under mixed
+    precision.
 
     Args:
         num_capsules: Number of output capsules, at least 1.
@@ -52,9 +87,12 @@ class DRCaps(keras.layers.Layer):
         stop_gradient: Whether the intermediate routing iterations see the
             votes with their gradient stopped. Default `False`.
         kernel_initializer: Initializer of the transformations. The default,
-            a normal distribution with standard deviation 0.01, lets a deep
-            capsule stack start training; Keras's default glorot init makes
-            capsules so short that squash kills the gradient.
+            `"auto"`, is a normal distribution whose standard deviation is
+            computed in `build` from the number of input capsules (see
+            `auto_kernel_stddev`), so that squash and routing both pass a
+            gradient at the start of training, in a deep stack too; Keras's
+            default glorot init makes capsules so short that squash kills
+            the gradient.
         kernel_regularizer: Optional regularizer of the transformations.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
@@ -84,7 +122,7 @@ class DRCaps(keras.layers.Layer):
         routing_iterations: int = 3,
         share_weights: bool = False,
         stop_gradient: bool = False,
-        kernel_initializer=None,
+        kernel_initializer="auto",
         kernel_regularizer=None,
         **kwargs,
     ):
@@ -97,9 +135,10 @@ class DRCaps(keras.layers.Layer):
         self.routing_iterations = routing_iterations
         self.share_weights = bool(share_weights)
         self.stop_gradient = bool(stop_gradient)
-        if kernel_initializer is None:
-            kernel_initializer = keras.initializers.RandomNormal(stddev=0.01)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        if kernel_initializer is None or kernel_initializer == "auto":
+            self.kernel_initializer = "auto"
+        else:
+            self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
     def build(self, input_shape):
@@ -121,16 +160,19 @@ class DRCaps(keras.layers.Layer):
                 f"Received: input_shape={input_shape}"
             )
         in_dim = input_shape[-1]
-        if self.share_weights:
-            n_weights = input_shape[-2]
-        else:
-            n_weights = math.prod(input_shape[1:-1])
+        n_in = math.prod(input_shape[1:-1])
+        n_weights = input_shape[-2] if self.share_weights else n_in
+        initializer = self.kernel_initializer
+        if initializer == "auto":
+            initializer = keras.initializers.RandomNormal(
+                stddev=auto_kernel_stddev(n_in, self.num_capsules, self.capsule_dim)
+            )
         # Layout (n_in, in_dim, n_out, out_dim): flattening the last two axes
         # is free, so every contraction below is one batched matmul.
         self.kernel = self.add_weight(
             name="kernel",
             shape=(n_weights, in_dim, self.num_capsules, self.capsule_dim),
-            initializer=self.kernel_initializer,
+            initializer=initializer,
             regularizer=self.kernel_regularizer,
             # Routing runs in float32: a float16 copy of W would lose the
             # small weights and overflow their gradients.
@@ -138,33 +180,16 @@ class DRCaps(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        inputs = ops.cast(inputs, "float32")
-        kernel = ops.cast(self.kernel, "float32")
-        n_weights, in_dim = kernel.shape[0], kernel.shape[1]
+        n_weights, in_dim = self.kernel.shape[0], self.kernel.shape[1]
         n_in = math.prod(inputs.shape[1:-1])
-        out_size = self.num_capsules * self.capsule_dim
         # (batch, grid, types, in_dim): W is shared over the grid axis.
-        if self.share_weights:
-            inputs = ops.reshape(inputs, (-1, n_in // n_weights, n_weights, in_dim))
-        else:
-            inputs = ops.reshape(inputs, (-1, 1, n_in, in_dim))
-
-        if self.num_capsules == 1:
-            # The coupling is 1, so v = squash(sum_i W_i u_i): one matmul
-            # over (n_in * in_dim), without the votes.
-            if self.share_weights:
-                inputs = ops.sum(inputs, axis=1)
-            inputs = ops.reshape(inputs, (-1, n_weights * in_dim))
-            sums = ops.matmul(inputs, ops.reshape(kernel, (-1, out_size)))
-            outputs = squash(ops.reshape(sums, (-1, 1, self.capsule_dim)))
-            return ops.cast(outputs, self.compute_dtype)
-
-        grid_area = inputs.shape[1]
-        if 2 * in_dim <= grid_area * self.capsule_dim:
-            route = _route_factored
-        else:
-            route = _route_votes
-        outputs = route(inputs, kernel, self.routing_iterations, self.stop_gradient)
+        inputs = ops.reshape(inputs, (-1, n_in // n_weights, n_weights, in_dim))
+        outputs = dynamic_routing_from_inputs(
+            inputs,
+            self.kernel,
+            routing_iterations=self.routing_iterations,
+            stop_gradient=self.stop_gradient,
+        )
         return ops.cast(outputs, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
@@ -179,9 +204,9 @@ class DRCaps(keras.layers.Layer):
                 "routing_iterations": self.routing_iterations,
                 "share_weights": self.share_weights,
                 "stop_gradient": self.stop_gradient,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
+                "kernel_initializer": self.kernel_initializer
+                if self.kernel_initializer == "auto"
+                else keras.initializers.serialize(self.kernel_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(
                     self.kernel_regularizer
                 ),
@@ -189,46 +214,3 @@ class DRCaps(keras.layers.Layer):
         )
         return config
 
-
-def _route_votes(inputs, kernel, routing_iterations, stop_gradient):
-    """Routing over explicit votes; `inputs` (batch, grid, types, in_dim)."""
-    n_types, in_dim, n_out, out_dim = kernel.shape
-    flat_kernel = ops.reshape(kernel, (n_types, in_dim, n_out * out_dim))
-    votes = ops.einsum("bptk,tko->bpto", inputs, flat_kernel)
-    votes = ops.reshape(votes, (-1, inputs.shape[1] * n_types, n_out, out_dim))
-    return dynamic_routing(
-        votes, routing_iterations=routing_iterations, stop_gradient=stop_gradient
-    )
-
-
-def _route_factored(inputs, kernel, routing_iterations, stop_gradient):
-    """The same routing without forming the votes (see `DRCaps`).
-
-    `inputs` (batch, grid, types, in_dim), `kernel` (types, in_dim, n_out,
-    out_dim); W is shared over the grid positions of a type.
-    """
-    n_out = kernel.shape[2]
-    detached_inputs, detached_kernel = inputs, kernel
-    if stop_gradient:
-        detached_inputs = ops.stop_gradient(inputs)
-        detached_kernel = ops.stop_gradient(kernel)
-    # The first coupling is uniform: sum over the grid, then one contraction.
-    last = routing_iterations == 1
-    pooled = ops.sum(inputs if last else detached_inputs, axis=1)
-    sums = ops.einsum(
-        "btk,tkjd->bjd", pooled, kernel if last else detached_kernel
-    ) / n_out
-    outputs = squash(sums)
-    logits = None
-    for i in range(1, routing_iterations):
-        # The agreement u_hat_ij . v_j is u_i . (W_ij^T v_j).
-        pulled = ops.einsum("tkjd,bjd->btjk", detached_kernel, outputs)
-        agreement = ops.einsum("btjk,bptk->bptj", pulled, detached_inputs)
-        logits = agreement if logits is None else logits + agreement
-        coupling = ops.softmax(logits, axis=-1)
-        last = i == routing_iterations - 1
-        u = inputs if last else detached_inputs
-        w = kernel if last else detached_kernel
-        weighted = ops.einsum("bptj,bptk->btjk", coupling, u)
-        outputs = squash(ops.einsum("btjk,tkjd->bjd", weighted, w))
-    return outputs

@@ -1,7 +1,5 @@
 """The paper's dynamic-routing capsule networks, parallel or not."""
 
-import math
-
 import keras
 
 from keras_parcaps._checks import check_positive_int
@@ -22,49 +20,12 @@ from keras_parcaps.models.stem import (
 # Primary-Caps: two capsules of 256 values per grid point.
 PRIMARY_CAPS = 2
 PRIMARY_LENGTH = 256
-# At initialization, the routed sums of a DRCaps before squash are at most 1
-# long for inputs of the longest possible length, 1, and the first routing
-# iteration moves a vote's logit by at most about this much (see `_dr_caps`).
-ROUTING_STEP_AT_INIT = 0.2
 # The stem, then the branch block's stride.
 MIN_SIZE = STEM_STRIDE * 2
 
 
 def _block():
     return block([256, 256, 512], cardinality=64, name="block")
-
-
-def _dr_caps(caps, num_capsules, capsule_dim, name, **kwargs):
-    """`DRCaps` initialised so that squash and routing both pass a gradient.
-
-    The first coupling is `1 / num_capsules`, so a sum over `n_in` votes of
-    inputs of length `l` has a squared length near `n_in * stddev**2 * l**2 *
-    capsule_dim / num_capsules**2`. Squashed inputs are at most 1 long; the
-    standard deviation puts the sum at a length `s` for that bound, so it
-    stays near `s` as the lower capsules lengthen during training. Two
-    failures bound `s`, both measured on 3-layer networks:
-    - Too short: squash shrinks short sums quadratically, so capsules fed
-      by few or short inputs (Class-Caps over a few Mid-Caps, deep stacks)
-      pass almost no gradient.
-    - Too long: a routing iteration adds about `s * squash(s) * num_capsules
-      / n_in` to the logit of a vote's own output. With 15 Class-Caps over 2
-      Mid-Caps and `s = 1` that is 3.75: the coupling turns one-hot, a few
-      outputs saturate at length 1 and training stalls on a constant
-      prediction (loss flat at 1.2).
-    So `s = 1` unless that step would exceed `ROUTING_STEP_AT_INIT`: then
-    `s**3 = 2 * ROUTING_STEP_AT_INIT * n_in / num_capsules` (0.38 for 15
-    Class-Caps over 2 Mid-Caps).
-    """
-    n_in = math.prod(caps.shape[1:-1])
-    length = min(1.0, (2 * ROUTING_STEP_AT_INIT * n_in / num_capsules) ** (1 / 3))
-    stddev = length * num_capsules / math.sqrt(n_in * capsule_dim)
-    return DRCaps(
-        num_capsules,
-        capsule_dim,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
-        name=name,
-        **kwargs,
-    )(caps)
 
 
 def dr_branch(
@@ -103,7 +64,7 @@ def dr_branch(
         _block()(features)
     )
     for i in range(capsule_layers - 2):
-        caps = _dr_caps(caps, 1, capsule_size, f"mid_cap_{i + 1}")
+        caps = DRCaps(1, capsule_size, name=f"mid_cap_{i + 1}")(caps)
     return keras.Model(features, caps, name="branch")
 
 
@@ -165,14 +126,14 @@ def build_dr(
     x = _block()(stem(inputs))
     caps = PrimaryCaps(PRIMARY_CAPS, PRIMARY_LENGTH, name="primary_caps")(x)
     for i in range(capsule_layers - 2):
-        caps = _dr_caps(
-            caps, n_mid_caps, capsule_size, f"mid_caps_{i + 1}",
-            routing_iterations=routing_iterations,
-        )
-    caps = _dr_caps(
-        caps, num_classes, capsule_size, "class_caps",
-        routing_iterations=routing_iterations,
-    )
+        caps = DRCaps(
+            n_mid_caps, capsule_size, routing_iterations=routing_iterations,
+            name=f"mid_caps_{i + 1}",
+        )(caps)
+    caps = DRCaps(
+        num_classes, capsule_size, routing_iterations=routing_iterations,
+        name="class_caps",
+    )(caps)
     scores = CapsuleLength(name="length")(caps)
     model = keras.Model(inputs, scores, name=f"dr_capsnet_{capsule_layers}l")
     return compile_model(
@@ -252,10 +213,10 @@ def build_parallel_dr(
         features.shape[1:], capsule_size, capsule_layers, primary_length
     )
     caps = ParallelBranch(branch, n_branches, name="branches")(features)
-    caps = _dr_caps(
-        caps, num_classes, capsule_size, "class_caps",
-        routing_iterations=routing_iterations,
-    )
+    caps = DRCaps(
+        num_classes, capsule_size, routing_iterations=routing_iterations,
+        name="class_caps",
+    )(caps)
     scores = CapsuleLength(name="length")(caps)
     model = keras.Model(
         inputs, scores, name=f"parallel_dr_capsnet_{capsule_layers}l_{n_branches}b"

@@ -4,8 +4,6 @@ import pytest
 from keras import ops
 
 from keras_parcaps.layers import DRCaps
-from keras_parcaps.layers.dr_caps import _route_factored, _route_votes
-from tests.backend_utils import gradients
 from tests.layer_checks import run_layer_checks
 from tests.ops.test_routing import numpy_procedure_1
 
@@ -57,8 +55,8 @@ def _numpy_votes(u, kernel, share_weights):
     return votes.reshape(batch, -1, kernel.shape[2], kernel.shape[3])
 
 
-# in_dim 5 routes unshared weights over votes, in_dim 2 factored; shared
-# weights on the 3x3 grid always route factored.
+# Unshared weights route over votes; shared weights on the 3x3 grid route
+# factored (2 * in_dim <= 9 * 6); one output capsule is one matmul.
 @pytest.mark.parametrize("share_weights", [False, True])
 @pytest.mark.parametrize("num_capsules", [1, 4])
 @pytest.mark.parametrize("in_dim", [5, 2])
@@ -76,45 +74,6 @@ def test_matches_numpy_procedure_1(rng, share_weights, num_capsules, in_dim):
     assert np.all(np.linalg.norm(got, axis=-1) < 1)
 
 
-class _Routing(keras.layers.Layer):
-    """Inputs and kernel as weights, so one gradient call covers both."""
-
-    def __init__(self, route, u, kernel, stop_gradient, iterations):
-        super().__init__()
-        self.route, self.stop, self.iterations = route, stop_gradient, iterations
-        self.u = self.add_weight(shape=u.shape, initializer="zeros", name="u")
-        self.kernel = self.add_weight(
-            shape=kernel.shape, initializer="zeros", name="kernel"
-        )
-        self.u.assign(u)
-        self.kernel.assign(kernel)
-
-    def call(self, x, training=None):
-        return self.route(self.u.value, self.kernel.value, self.iterations, self.stop)
-
-
-@pytest.mark.parametrize("grid", [1, 4])
-@pytest.mark.parametrize("iterations", [1, 2, 3])
-@pytest.mark.parametrize("stop_gradient", [False, True])
-def test_factored_routing_equals_routing_over_votes(
-    rng, grid, iterations, stop_gradient
-):
-    u = rng.normal(size=(3, grid, 5, 4)).astype("float32")
-    kernel = rng.normal(size=(5, 4, 3, 6)).astype("float32") * 0.3
-    target = rng.normal(size=(3, 3, 6)).astype("float32")
-    results = []
-    for route in (_route_votes, _route_factored):
-        layer = _Routing(route, u, kernel, stop_gradient, iterations)
-        outputs = ops.convert_to_numpy(layer(None))
-        grads = gradients(layer, None, lambda v: ops.sum(ops.multiply(v, target)))
-        results.append((outputs, grads))
-    (votes_out, votes_grads), (factored_out, factored_grads) = results
-    np.testing.assert_allclose(factored_out, votes_out, rtol=1e-5, atol=1e-6)
-    for factored, votes in zip(factored_grads, votes_grads, strict=True):
-        assert np.abs(votes).max() > 0
-        np.testing.assert_allclose(factored, votes, rtol=1e-4, atol=1e-6)
-
-
 def test_weight_counts():
     unshared = DRCaps(10, 16)
     unshared.build((None, 6, 6, 32, 8))
@@ -124,11 +83,43 @@ def test_weight_counts():
     assert shared.kernel.shape == (32, 8, 10, 16)
 
 
-def test_default_init_is_small_normal():
-    layer = DRCaps(10, 16)
-    layer.build((None, 1152, 8))
+@pytest.mark.parametrize(
+    "n_in, num_capsules, expected_std",
+    [
+        # Routed sums of length 1 at init: std = n_out / sqrt(n_in * dim).
+        (1152, 10, 10 / np.sqrt(1152 * 16)),
+        # 15 Class-Caps over 2 Mid-Caps: length (2 * 0.2 * 2 / 15) ** (1/3).
+        (2, 15, (0.8 / 15) ** (1 / 3) * 15 / np.sqrt(2 * 16)),
+    ],
+)
+def test_auto_init_follows_the_rule(n_in, num_capsules, expected_std):
+    layer = DRCaps(num_capsules, 16)
+    assert layer.get_config()["kernel_initializer"] == "auto"
+    layer.build((None, n_in, 8))
     std = float(np.std(ops.convert_to_numpy(layer.kernel)))
-    assert 0.009 < std < 0.011
+    assert abs(std - expected_std) < 0.05 * expected_std
+
+
+def test_auto_init_routed_sums_near_unit_length(rng):
+    """What the rule is for: squashed inputs of length 1 give outputs whose
+    pre-squash length is about 1 (squash(1) = 0.5)."""
+    u = rng.normal(size=(64, 288, 8))
+    u /= np.linalg.norm(u, axis=-1, keepdims=True)
+    lengths = np.linalg.norm(
+        ops.convert_to_numpy(DRCaps(10, 16, routing_iterations=1)(u)), axis=-1
+    )
+    assert 0.35 < np.median(lengths) < 0.65
+
+
+def test_old_config_with_explicit_initializer_loads():
+    """A `.keras` file of the old layer stored its initializer serialized."""
+    config = DRCaps(10, 16).get_config()
+    config["kernel_initializer"] = keras.initializers.serialize(
+        keras.initializers.RandomNormal(stddev=0.01)
+    )
+    layer = DRCaps.from_config(config)
+    layer.build((None, 1152, 8))
+    assert 0.009 < float(np.std(ops.convert_to_numpy(layer.kernel))) < 0.011
 
 
 @pytest.mark.parametrize(
