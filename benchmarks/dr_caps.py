@@ -49,6 +49,9 @@ SHAPES = {
     ),
 }
 FORMULATIONS = ("DRCaps", "tiled", "xifengguo")
+# Also accepted by --formulations: DRCaps with its routing left uncompiled
+# (`routing_backend.set_jit_compile(False)`), the keras.ops path.
+UNCOMPILED = "DRCaps-uncompiled"
 ROUTING_ITERATIONS = 3
 
 
@@ -170,7 +173,7 @@ def _model(name, formulation):
     batch, grid, n_types, in_dim, n_out, out_dim, shared = SHAPES[name]
     in_shape = (*grid, n_types, in_dim) if grid else (n_types, in_dim)
     tiled, xifengguo = _baseline_classes()
-    if formulation == "DRCaps":
+    if formulation.startswith("DRCaps"):
         layer = kp.layers.DRCaps(n_out, out_dim, share_weights=shared)
     elif formulation == "tiled":
         layer = tiled(n_out, out_dim, shared)
@@ -200,12 +203,19 @@ def matmul_rate(n=2048, repeats=10):
     return 2 * n**3 / min(times[2:])
 
 
+def _step(formulation, model, x, y):
+    from keras_parcaps.ops import routing_backend
+
+    routing_backend.set_jit_compile(formulation != UNCOMPILED)
+    model.train_on_batch(x, y)
+
+
 def interleaved(name, formulations, rounds):
     """Median step seconds per formulation, steps interleaved in one process."""
     models = {f: _model(name, f) for f in formulations}
-    for model, x, y in models.values():
-        model.train_on_batch(x, y)  # warm-up (and tracing)
-        model.train_on_batch(x, y)
+    for f, (model, x, y) in models.items():
+        _step(f, model, x, y)  # warm-up (and tracing)
+        _step(f, model, x, y)
     times = {f: [] for f in formulations}
     for r in range(rounds):
         # Rotate the order so that no formulation always follows another.
@@ -214,17 +224,17 @@ def interleaved(name, formulations, rounds):
         for f in order:
             model, x, y = models[f]
             start = time.perf_counter()
-            model.train_on_batch(x, y)
+            _step(f, model, x, y)
             times[f].append(time.perf_counter() - start)
     return times
 
 
 def memory(name, formulation, steps=3):
     model, x, y = _model(name, formulation)
-    base = _rss_mib()
+    base = bench_utils.rss_mib()
     for _ in range(steps):
-        model.train_on_batch(x, y)
-    return _rss_mib() - base
+        _step(formulation, model, x, y)
+    return bench_utils.rss_mib() - base
 
 
 def main():

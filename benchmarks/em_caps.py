@@ -10,14 +10,28 @@ peak resident set size (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) from
 just before the model is built to after the last step: CPU memory, including
 the compiled program and everything the framework allocates for the steps.
 
+`--against-reference` instead times each layer against the same layer
+routing by a straightforward reference formulation (`reference_em_routing`:
+votes `(..., n_in, n_out, D)`, every M-step and E-step as broadcast
+elementwise products and sums over the input axis, the full Gaussian
+log-likelihood `-sum_h (V - mu)^2 / (2 var) - log(2 pi var) / 2` in every
+E-step, all iterations run whatever `n_out`), both models built in one
+process and their steps interleaved, and checks that both give the same
+outputs. "of matmul" divides the nominal FLOPs of Procedure 1 (see
+`nominal_flops`) per step time by the backend's 2048x2048 float32 matmul rate
+measured in the same process.
+
 Usage:
 
     python benchmarks/em_caps.py                   # everything, 3 backends
     python benchmarks/em_caps.py --backends jax --steps 10
+    KERAS_BACKEND=torch python benchmarks/em_caps.py --against-reference
 """
 
 import argparse
 import json
+import math
+import os
 import statistics
 from pathlib import Path
 
@@ -56,6 +70,159 @@ def run_one(layer, batch, grid, types, outputs, steps, warmup):
     return statistics.median(times), bench_utils.rss_mib() - before
 
 
+def reference_em_routing(
+    votes, activations, beta_a, beta_u, routing_iterations, final_lambda, epsilon
+):
+    """EM routing written out directly (the function of `kp.ops.em_routing`)."""
+    from keras import ops
+
+    from keras_parcaps.ops.em_routing import COST_SCALE, PRIOR_VOTES
+
+    lead, (n_in, n_out, dim) = votes.shape[:-3], votes.shape[-3:]
+    v = ops.reshape(ops.cast(votes, "float32"), (-1, n_in, n_out, dim))
+    a = ops.reshape(ops.cast(activations, "float32"), (-1, n_in, 1))
+    beta_a = ops.cast(beta_a, "float32")
+    beta_u = ops.cast(beta_u, "float32")
+    scale = ops.mean(ops.square(v), axis=(1, 2)) + epsilon  # (n, D)
+    assignments = ops.ones_like(v[..., 0]) / n_out  # (n, n_in, n_out)
+    for t in range(routing_iterations):
+        lam = final_lambda * (1.0 - 0.95 ** (t + 1))
+        r = assignments * a
+        total = ops.sum(r, axis=1)  # (n, n_out)
+        weights = ops.expand_dims(r / (ops.expand_dims(total, 1) + epsilon), -1)
+        mean = ops.sum(weights * v, axis=1)  # (n, n_out, D)
+        deviation = v - ops.expand_dims(mean, 1)
+        spread = ops.sum(
+            ops.expand_dims(r, -1) * ops.square(deviation), axis=1
+        )  # with the variance prior of `em_m_step`, worth PRIOR_VOTES votes
+        variance = (spread + PRIOR_VOTES * ops.expand_dims(scale, 1)) / (
+            ops.expand_dims(total, -1) + PRIOR_VOTES + epsilon
+        ) + epsilon
+        log_ratio = ops.log(variance / ops.expand_dims(scale, 1))
+        cost = ops.sum(ops.expand_dims(beta_u, -1) + 0.5 * log_ratio, axis=-1)
+        cost = cost * total * (COST_SCALE * n_out / n_in)
+        logits = lam * (beta_a - cost)
+        if t < routing_iterations - 1:
+            log_p = -ops.sum(
+                ops.square(deviation) / (2.0 * ops.expand_dims(variance, 1)), axis=-1
+            ) - 0.5 * ops.sum(
+                ops.log(2.0 * math.pi * ops.expand_dims(variance, 1)), axis=-1
+            )
+            assignments = ops.softmax(
+                ops.expand_dims(ops.log_sigmoid(logits), 1) + log_p, axis=-1
+            )
+    return (
+        ops.reshape(mean, (-1, *lead[1:], n_out, dim)),
+        ops.reshape(ops.sigmoid(logits), (-1, *lead[1:], n_out)),
+    )
+
+
+def nominal_flops(layer, batch, grid, types, outputs, iterations=3, side=4):
+    """FLOPs of one training step by Procedure 1, counted per vote entry.
+
+    Forward: the votes (`2 P` per pose entry), then per iteration an M-step
+    (weighted mean 2, variance 4 per vote entry) and, but in the last, an
+    E-step (deviation, square, scale, sum: 4); backward counted as twice the
+    forward.
+    """
+    if layer == "conv":
+        out = (grid - 3) // 2 + 1
+        entries = batch * out * out * 9 * types * outputs * side * side
+    else:
+        entries = batch * grid * grid * types * outputs * side * side
+    forward = entries * (2 * side + 6 * iterations + 4 * (iterations - 1))
+    return 3 * forward
+
+
+def against_reference(rounds):
+    """Runs in one process: ours vs the reference, interleaved."""
+    import time
+
+    import keras
+    import numpy as np
+
+    import keras_parcaps as kp
+
+    class Reference:
+        def route(self, votes, activations):
+            from keras import ops
+
+            poses, acts = reference_em_routing(
+                votes, activations, self.beta_a, self.beta_u,
+                self.routing_iterations, self.final_lambda, self.epsilon,
+            )
+            outputs = ops.concatenate([poses, ops.expand_dims(acts, -1)], axis=-1)
+            return ops.cast(outputs, self.compute_dtype)
+
+    class ReferenceEMConvCaps(Reference, kp.layers.EMConvCaps):
+        pass
+
+    class ReferenceEMClassCaps(Reference, kp.layers.EMClassCaps):
+        pass
+
+    rng = np.random.default_rng(0)
+    n = 2048
+    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), "float32"))
+    times = []
+    for _ in range(12):
+        start = time.perf_counter()
+        bench_utils.sync(keras.ops.matmul(a, a))
+        times.append(time.perf_counter() - start)
+    rate = 2 * n**3 / min(times[2:])
+    backend = keras.backend.backend()
+    print(f"{backend}: 2048x2048 float32 matmul {rate / 1e9:.1f} GFLOP/s; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
+    print(f"| backend | layer | formulation | step ms (median of {rounds}, "
+          "interleaved) | speed-up (median ratio) | of matmul | max output diff |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+    for name, layer, batch, grid, types, outputs in TIMING:
+        x = rng.normal(size=(batch, grid, grid, types, 17)).astype("float32")
+        x[..., -1] = rng.uniform(size=x.shape[:-1])
+        models = {}
+        for formulation in ("EM routing", "reference"):
+            keras.utils.set_random_seed(0)
+            if layer == "conv":
+                cls = (kp.layers.EMConvCaps if formulation == "EM routing"
+                       else ReferenceEMConvCaps)
+                caps = cls(outputs, kernel_size=3, strides=2)
+            else:
+                cls = (kp.layers.EMClassCaps if formulation == "EM routing"
+                       else ReferenceEMClassCaps)
+                caps = cls(outputs)
+            inputs = keras.Input(x.shape[1:])
+            model = keras.Model(inputs, caps(inputs))
+            model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+            models[formulation] = model
+        ours, ref = models["EM routing"], models["reference"]
+        ref.set_weights(ours.get_weights())
+        diff = np.abs(
+            keras.ops.convert_to_numpy(ours(x)) - keras.ops.convert_to_numpy(ref(x))
+        ).max()
+        y = np.zeros((batch, *ours.output.shape[1:]), "float32")
+        for model in models.values():
+            model.train_on_batch(x, y)
+            model.train_on_batch(x, y)
+        steps = {f: [] for f in models}
+        order = list(models)
+        for r in range(rounds):
+            for f in order[r % 2:] + order[: r % 2]:
+                start = time.perf_counter()
+                models[f].train_on_batch(x, y)
+                steps[f].append(time.perf_counter() - start)
+        flops = nominal_flops(layer, batch, grid, types, outputs)
+        for f in order:
+            median = statistics.median(steps[f])
+            ratio = ""
+            if f == "reference":
+                ratio = statistics.median(
+                    t / o for t, o in zip(steps[f], steps["EM routing"], strict=True)
+                )
+                ratio = f"{ratio:.2f}x"
+            print(f"| {backend} | {name} | {f} | {median * 1e3:.1f} | {ratio} "
+                  f"| {flops / median / rate:.1%} | {diff:.1e} |", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
 def spawn(backend, config, steps, warmup):
     result, error = bench_utils.spawn(
         [Path(__file__).resolve(), "--child", json.dumps([*config, steps, warmup])],
@@ -73,8 +240,13 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--memory-steps", type=int, default=2)
+    parser.add_argument("--against-reference", action="store_true")
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.against_reference:
+        against_reference(args.rounds)
+        return
     if args.child:
         bench_utils.emit(run_one(*json.loads(args.child)))
         return

@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import pytest
 
+from keras_parcaps.ops import routing_backend
+
 
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend: {keras.backend.backend()}"
@@ -15,8 +17,22 @@ def pytest_report_header(config):
 def _seed():
     keras.utils.set_random_seed(0)
     np.random.seed(0)
+    # The routing loops run as plain keras.ops in tests: compiling them with
+    # XLA for every small shape and batch size a test uses would multiply
+    # the suite's time (about 1 min per layer check on TensorFlow). The
+    # compiled path is tested against this one where the `compiled_routing`
+    # fixture asks for it.
+    routing_backend.set_jit_compile(False)
     yield
     keras.config.set_dtype_policy("float32")
+
+
+@pytest.fixture
+def compiled_routing():
+    """Routing compiled by the backend's JIT, as outside tests."""
+    routing_backend.set_jit_compile(True)
+    yield
+    routing_backend.set_jit_compile(False)
 
 
 @pytest.fixture

@@ -7,12 +7,15 @@ import numpy as np
 from keras import ops
 
 from keras_parcaps._checks import check_positive_int
-from keras_parcaps.layers.em_conv_caps import check_grid_input, matrix_capsule_side
-from keras_parcaps.ops.em_routing import em_routing
+from keras_parcaps.layers.base_em_caps import (
+    BaseEMCaps,
+    check_grid_input,
+    matrix_capsule_side,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_parcaps")
-class EMClassCaps(keras.layers.Layer):
+class EMClassCaps(BaseEMCaps):
     """Class capsules of matrix capsules with EM routing (Hinton et al. 2018).
 
     Every input capsule of type `i`, wherever it sits on the grid, votes for
@@ -74,53 +77,23 @@ class EMClassCaps(keras.layers.Layer):
         kernel_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         check_positive_int("num_classes", num_classes)
-        check_positive_int("routing_iterations", routing_iterations)
-        if not final_lambda > 0:
-            raise ValueError(
-                f"`final_lambda` must be > 0. Received: final_lambda={final_lambda}"
-            )
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
-        self.num_classes = num_classes
-        self.routing_iterations = routing_iterations
-        self.coordinate_addition = bool(coordinate_addition)
-        self.final_lambda = float(final_lambda)
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = (
-            None
-            if kernel_initializer is None
-            else keras.initializers.get(kernel_initializer)
+        super().__init__(
+            num_classes,
+            routing_iterations=routing_iterations,
+            final_lambda=final_lambda,
+            epsilon=epsilon,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
         )
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.num_classes = num_classes
+        self.coordinate_addition = bool(coordinate_addition)
 
     def build(self, input_shape):
         check_grid_input(input_shape, "EMClassCaps")
         side = matrix_capsule_side(input_shape, "EMClassCaps")
-        initializer = self.kernel_initializer or keras.initializers.RandomNormal(
-            stddev=1.0 / math.sqrt(side)
-        )
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(input_shape[3], self.num_classes, side, side),
-            initializer=initializer,
-            regularizer=self.kernel_regularizer,
-            # Routing is float32: read the weights without the float16 cast.
-            autocast=False,
-        )
-        self.beta_a = self.add_weight(
-            name="beta_a",
-            shape=(self.num_classes,),
-            initializer="zeros",
-            autocast=False,
-        )
-        self.beta_u = self.add_weight(
-            name="beta_u",
-            shape=(self.num_classes,),
-            initializer="zeros",
-            autocast=False,
-        )
+        self.build_weights((input_shape[3], self.num_classes, side, side), side)
 
     def _coordinates(self, height: int, width: int, side: int):
         """`(height, width, 1, 1, P*P)`: the scaled cell centres at `P-1, 2P-1`."""
@@ -147,17 +120,7 @@ class EMClassCaps(keras.layers.Layer):
         votes = ops.reshape(
             votes, (-1, height * width * in_types, self.num_classes, side * side)
         )
-        poses, activations = em_routing(
-            votes,
-            activations,
-            self.beta_a,
-            self.beta_u,
-            routing_iterations=self.routing_iterations,
-            final_lambda=self.final_lambda,
-            epsilon=self.epsilon,
-        )
-        outputs = ops.concatenate([poses, ops.expand_dims(activations, -1)], axis=-1)
-        return ops.cast(outputs, self.compute_dtype)
+        return self.route(votes, activations)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes, input_shape[-1])
@@ -167,16 +130,7 @@ class EMClassCaps(keras.layers.Layer):
         config.update(
             {
                 "num_classes": self.num_classes,
-                "routing_iterations": self.routing_iterations,
                 "coordinate_addition": self.coordinate_addition,
-                "final_lambda": self.final_lambda,
-                "epsilon": self.epsilon,
-                "kernel_initializer": None
-                if self.kernel_initializer is None
-                else keras.initializers.serialize(self.kernel_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
             }
         )
         return config

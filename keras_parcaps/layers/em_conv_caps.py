@@ -5,39 +5,16 @@ import math
 import keras
 from keras import ops
 
-from keras_parcaps._checks import check_choice, check_positive_int, pose_side
-from keras_parcaps.ops.em_routing import em_routing
-
-
-def matrix_capsule_side(input_shape, layer_name: str) -> int:
-    """`P` of the `(batch, ..., capsules, P*P + 1)` matrix capsules given."""
-    size = input_shape[-1]
-    if size is None or size < 2:
-        raise ValueError(
-            f"`{layer_name}` expects matrix capsules with P*P + 1 values "
-            f"(pose, then activation). Received: input_shape={input_shape}"
-        )
-    try:
-        return pose_side(size - 1, name="capsule_size")
-    except ValueError as error:
-        raise ValueError(
-            f"`{layer_name}` expects matrix capsules whose pose has a square "
-            f"number of entries (9, 16, 25 -> P = 3, 4, 5). "
-            f"Received: input_shape={input_shape} (pose size {size - 1})"
-        ) from error
-
-
-def check_grid_input(input_shape, layer_name: str) -> None:
-    if len(input_shape) != 5 or any(d is None for d in input_shape[1:]):
-        raise ValueError(
-            f"`{layer_name}` expects matrix capsules of shape (batch, height, "
-            "width, capsules, P*P + 1) with every dimension but the batch "
-            f"known. Received: input_shape={input_shape}"
-        )
+from keras_parcaps._checks import check_choice, check_positive_int
+from keras_parcaps.layers.base_em_caps import (
+    BaseEMCaps,
+    check_grid_input,
+    matrix_capsule_side,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_parcaps")
-class EMConvCaps(keras.layers.Layer):
+class EMConvCaps(BaseEMCaps):
     """Convolutional matrix capsules with EM routing (Hinton et al. 2018).
 
     Every output capsule sees a `kernel_size x kernel_size` window of the
@@ -112,31 +89,23 @@ class EMConvCaps(keras.layers.Layer):
         kernel_regularizer=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
         check_positive_int("num_capsules", num_capsules)
         check_positive_int("kernel_size", kernel_size)
         check_positive_int("strides", strides)
         check_choice("padding", padding, ("valid", "same"))
-        check_positive_int("routing_iterations", routing_iterations)
-        if not final_lambda > 0:
-            raise ValueError(
-                f"`final_lambda` must be > 0. Received: final_lambda={final_lambda}"
-            )
-        if not epsilon > 0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
+        super().__init__(
+            num_capsules,
+            routing_iterations=routing_iterations,
+            final_lambda=final_lambda,
+            epsilon=epsilon,
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=kernel_regularizer,
+            **kwargs,
+        )
         self.num_capsules = num_capsules
         self.kernel_size = kernel_size
         self.strides = strides
         self.padding = padding
-        self.routing_iterations = routing_iterations
-        self.final_lambda = float(final_lambda)
-        self.epsilon = float(epsilon)
-        self.kernel_initializer = (
-            None
-            if kernel_initializer is None
-            else keras.initializers.get(kernel_initializer)
-        )
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
     def _output_size(self, size: int) -> int:
         if self.padding == "same":
@@ -153,34 +122,15 @@ class EMConvCaps(keras.layers.Layer):
                 f"grid ({height}x{width}) with padding='valid'. "
                 f"Received: input_shape={input_shape}"
             )
-        initializer = self.kernel_initializer or keras.initializers.RandomNormal(
-            stddev=1.0 / math.sqrt(side)
-        )
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(
+        self.build_weights(
+            (
                 self.kernel_size * self.kernel_size,
                 input_shape[3],
                 self.num_capsules,
                 side,
                 side,
             ),
-            initializer=initializer,
-            regularizer=self.kernel_regularizer,
-            # Routing is float32: read the weights without the float16 cast.
-            autocast=False,
-        )
-        self.beta_a = self.add_weight(
-            name="beta_a",
-            shape=(self.num_capsules,),
-            initializer="zeros",
-            autocast=False,
-        )
-        self.beta_u = self.add_weight(
-            name="beta_u",
-            shape=(self.num_capsules,),
-            initializer="zeros",
-            autocast=False,
+            side,
         )
 
     def _windows(self, inputs):
@@ -226,17 +176,7 @@ class EMConvCaps(keras.layers.Layer):
             votes,
             (-1, out_h, out_w, offsets * in_types, self.num_capsules, side * side),
         )
-        poses, activations = em_routing(
-            votes,
-            activations,
-            self.beta_a,
-            self.beta_u,
-            routing_iterations=self.routing_iterations,
-            final_lambda=self.final_lambda,
-            epsilon=self.epsilon,
-        )
-        outputs = ops.concatenate([poses, ops.expand_dims(activations, -1)], axis=-1)
-        return ops.cast(outputs, self.compute_dtype)
+        return self.route(votes, activations)
 
     def compute_output_shape(self, input_shape):
         return (
@@ -255,15 +195,6 @@ class EMConvCaps(keras.layers.Layer):
                 "kernel_size": self.kernel_size,
                 "strides": self.strides,
                 "padding": self.padding,
-                "routing_iterations": self.routing_iterations,
-                "final_lambda": self.final_lambda,
-                "epsilon": self.epsilon,
-                "kernel_initializer": None
-                if self.kernel_initializer is None
-                else keras.initializers.serialize(self.kernel_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
             }
         )
         return config

@@ -23,6 +23,8 @@ import math
 
 from keras import ops
 
+from keras_parcaps.ops import routing_backend
+
 # Gritzman's layer norm factor: with final_lambda = 0.01, lambda * 100 ~ 1.
 COST_SCALE = 100.0
 # Pseudo-votes of the variance prior (a MAP estimate of each variance). With
@@ -290,12 +292,53 @@ def em_routing(
         )
     prior_votes = _check_prior(prior_votes)
     lead = votes.shape[:-3]
+    n_in, n_out = votes.shape[-3], votes.shape[-2]
+    mean, logits, assignments = routing_backend.run(
+        _em_loop,
+        ops.cast(votes, "float32"),
+        ops.cast(activations, "float32"),
+        ops.cast(beta_a, "float32"),
+        ops.cast(beta_u, "float32"),
+        routing_iterations=routing_iterations,
+        final_lambda=float(final_lambda),
+        epsilon=float(epsilon),
+        prior_votes=prior_votes,
+    )
+    outputs = (
+        ops.reshape(mean, (-1, *lead[1:], n_out, mean.shape[-1])),
+        ops.reshape(ops.sigmoid(logits), (-1, *lead[1:], n_out)),
+    )
+    if return_assignments:
+        assignments = ops.transpose(assignments, (0, 2, 1))
+        return (*outputs, ops.reshape(assignments, (-1, *lead[1:], n_in, n_out)))
+    return outputs
+
+
+def _em_loop(
+    votes,
+    activations,
+    beta_a,
+    beta_u,
+    routing_iterations,
+    final_lambda,
+    epsilon,
+    prior_votes,
+):
+    """The iterations of `em_routing` on `(problems, n_out, n_in, D)` votes.
+
+    Returns the mean `(n, n_out, D)`, the activation logits `(n, n_out)` and
+    the assignments `(n, n_out, n_in)` of the last M-step.
+    """
     votes = _flatten(votes)
     n_out, n_in = votes.shape[1], votes.shape[2]
-    activations = ops.reshape(ops.cast(activations, "float32"), (-1, n_in))
+    activations = ops.reshape(activations, (-1, n_in))
     scale = _scale(votes, epsilon)
     assignments = ops.ones_like(votes[..., 0]) / n_out
     lambdas = inverse_temperatures(routing_iterations, final_lambda)
+    if n_out == 1:
+        # Every assignment is 1 in every iteration, so every M-step fits the
+        # same Gaussian: only the last one's inverse temperature matters.
+        lambdas = lambdas[-1:]
     for i, inverse_temperature in enumerate(lambdas):
         mean, variance, logits, squares = _m_step(
             votes,
@@ -308,13 +351,6 @@ def em_routing(
             epsilon,
             prior_votes,
         )
-        if i < routing_iterations - 1:
+        if i < len(lambdas) - 1:
             assignments = _e_step(squares, variance, logits)
-    outputs = (
-        ops.reshape(mean, (-1, *lead[1:], n_out, mean.shape[-1])),
-        ops.reshape(ops.sigmoid(logits), (-1, *lead[1:], n_out)),
-    )
-    if return_assignments:
-        assignments = ops.transpose(assignments, (0, 2, 1))
-        return (*outputs, ops.reshape(assignments, (-1, *lead[1:], n_in, n_out)))
-    return outputs
+    return mean, logits, assignments

@@ -124,7 +124,7 @@ def _route_transposed(votes, routing_iterations, stop_gradient):
     return outputs, ops.transpose(coupling, (0, 2, 1))
 
 
-def routing_formulation(inputs_shape, kernel_shape) -> str:
+def routing_formulation(inputs_shape, kernel_shape, compiled=None) -> str:
     """The formulation `dynamic_routing_from_inputs` uses for these shapes.
 
     With `grid` positions sharing the `W` of each of `types` input capsule
@@ -133,16 +133,22 @@ def routing_formulation(inputs_shape, kernel_shape) -> str:
     - `"single"` if `n_out == 1`: the coupling is 1, so the output is
       `squash(sum_i W_i u_i)`, one matrix product over `n_in * in_dim`
       without the votes.
-    - `"factored"` if `grid > 1` and `2 * in_dim <= grid * out_dim`: the
-      votes are never formed; the largest intermediate,
-      `batch x types x n_out x in_dim`, is at least 2x smaller than the
-      votes (72x for shared weights at Sabour's DigitCaps shape).
+    - `"factored"` if `2 * in_dim <= grid * out_dim`, and either `grid > 1`
+      or the routing runs uncompiled: the votes are never formed, and the
+      largest intermediate, `batch x types x n_out x in_dim`, is at least
+      2x smaller than the votes (72x for shared weights at Sabour's
+      DigitCaps shape). Compiled (XLA), unshared weights route faster over
+      the votes, whose loop XLA fuses: 3.2x at Sabour's unshared DigitCaps
+      shape on TensorFlow and 2.3x on JAX, against 0.75x uncompiled on
+      PyTorch (`docs/benchmarks.md`).
     - `"votes"` otherwise: the votes, one batched matrix product over the
       input capsules, then the routing loop.
 
     Args:
         inputs_shape: `(batch, grid, types, in_dim)`.
         kernel_shape: `(types, in_dim, n_out, out_dim)`.
+        compiled: Whether the routing runs compiled; by default whether
+            `routing_backend` compiles it on this backend (TensorFlow, JAX).
 
     Returns:
         One of `"single"`, `"factored"`, `"votes"`.
@@ -151,14 +157,16 @@ def routing_formulation(inputs_shape, kernel_shape) -> str:
 
         >>> routing_formulation((None, 36, 32, 8), (32, 8, 10, 16))
         'factored'
-        >>> routing_formulation((None, 1, 1152, 8), (1152, 8, 10, 16))
+        >>> routing_formulation((None, 1, 1152, 8), (1152, 8, 10, 16), compiled=True)
         'votes'
     """
+    if compiled is None:
+        compiled = routing_backend.jit_compile_enabled()
     grid, in_dim = inputs_shape[1], inputs_shape[-1]
     n_out, out_dim = kernel_shape[2], kernel_shape[3]
     if n_out == 1:
         return "single"
-    if grid > 1 and 2 * in_dim <= grid * out_dim:
+    if 2 * in_dim <= grid * out_dim and (grid > 1 or not compiled):
         return "factored"
     return "votes"
 

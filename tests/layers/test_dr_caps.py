@@ -169,3 +169,24 @@ def test_mixed_precision_routes_in_float32(rng, policy):
     assert np.all(np.isfinite(out))
     grads = gradients(model, x, lambda y: ops.sum(ops.cast(y, "float32")))
     assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+@pytest.mark.parametrize("share_weights", [False, True])
+def test_compiled_routing_in_a_model(rng, compiled_routing, share_weights):
+    """The default outside tests: routing compiled by the backend's JIT
+    inside a model that is not, equal to the keras.ops path, and trainable."""
+    from keras_parcaps.ops import routing_backend
+
+    u = rng.normal(size=(4, 2, 2, 3, 8)).astype("float32")
+    inputs = keras.Input(u.shape[1:])
+    model = keras.Model(inputs, DRCaps(3, 4, share_weights=share_weights)(inputs))
+    compiled = ops.convert_to_numpy(model(u))
+    routing_backend.set_jit_compile(False)
+    plain = ops.convert_to_numpy(model(u))
+    routing_backend.set_jit_compile(True)
+    np.testing.assert_allclose(compiled, plain, rtol=1e-5, atol=1e-6)
+    before = ops.convert_to_numpy(model.trainable_weights[0])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    history = model.fit(u, rng.normal(size=(4, 3, 4)), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert not np.allclose(before, ops.convert_to_numpy(model.trainable_weights[0]))

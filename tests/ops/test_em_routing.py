@@ -1,5 +1,6 @@
 import math
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -9,7 +10,9 @@ from keras_parcaps.ops import (
     em_m_step,
     em_routing,
     inverse_temperatures,
+    routing_backend,
 )
+from tests.backend_utils import gradients
 
 SCALE = 100.0  # Gritzman's layer norm factor, as documented in em_routing.
 
@@ -247,3 +250,58 @@ def test_bad_arguments():
             np.zeros((1, 2, 2, 4)), np.zeros((1, 2)), np.zeros(2), np.zeros(2),
             prior_votes=-1.0,
         )
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_single_output_matches_numpy_all_iterations(rng, iterations):
+    """One output type: the M-step runs once (every assignment is 1), which
+    must equal Procedure 1's every-iteration result."""
+    V, a, _, beta_a, beta_u = _problem(rng, batch=2, n_in=9, n_out=1, dim=9)
+    pose, act = em_routing(
+        V.astype("float32"),
+        a.astype("float32"),
+        beta_a.astype("float32"),
+        beta_u.astype("float32"),
+        routing_iterations=iterations,
+    )
+    pose_ref, act_ref = numpy_em_routing(V, a, beta_a, beta_u, iterations)
+    np.testing.assert_allclose(ops.convert_to_numpy(pose), pose_ref, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(act), act_ref, atol=1e-5)
+
+
+class _Votes(keras.layers.Layer):
+    def __init__(self, votes, activations):
+        super().__init__()
+        self.votes = self.add_weight(shape=votes.shape, initializer="zeros")
+        self.votes.assign(votes)
+        self.activations = activations
+
+    def call(self, x, training=None):
+        n_out = self.votes.shape[-2]
+        pose, act = em_routing(
+            self.votes.value,
+            self.activations,
+            np.zeros(n_out, "float32"),
+            np.full(n_out, 0.1, "float32"),
+        )
+        return ops.sum(pose) + 10 * ops.sum(act)
+
+
+@pytest.mark.parametrize("n_out", [1, 3])
+def test_compiled_and_keras_ops_paths_agree(rng, n_out):
+    """`routing_backend` compiles the EM loop (TF, JAX) or not: same values."""
+    V, a, _, _, _ = _problem(rng, batch=2, n_in=7, n_out=n_out, dim=4)
+    V, a = V.astype("float32"), a.astype("float32")
+    results = []
+    for enabled in (True, False):
+        routing_backend.set_jit_compile(enabled)
+        try:
+            layer = _Votes(V, a)
+            value = ops.convert_to_numpy(layer(None))
+            results.append((value, gradients(layer, None, lambda y: y)[0]))
+        finally:
+            routing_backend.set_jit_compile(False)
+    (value_a, grad_a), (value_b, grad_b) = results
+    np.testing.assert_allclose(value_a, value_b, rtol=1e-6)
+    assert np.abs(grad_b).max() > 0
+    np.testing.assert_allclose(grad_a, grad_b, rtol=1e-4, atol=1e-6)

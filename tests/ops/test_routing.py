@@ -138,22 +138,12 @@ def _numpy_votes(u, kernel):
     return votes.reshape(u.shape[0], -1, kernel.shape[2], kernel.shape[3])
 
 
-@pytest.fixture
-def keras_ops_path():
-    """The routing loops as plain `keras.ops`: compiling every one of the
-    many small shapes below would take most of the test time; that the
-    compiled path computes the same is `test_compiled_and_keras_ops_paths_agree`."""
-    routing_backend.set_jit_compile(False)
-    yield
-    routing_backend.set_jit_compile(True)
-
-
 # grid 1: unshared weights (Sabour's DigitCaps); grid 4: shared over a grid.
 @pytest.mark.parametrize("grid", [1, 4])
 @pytest.mark.parametrize("iterations", [1, 2, 3])
 @pytest.mark.parametrize("stop_gradient", [False, True])
 def test_formulations_equal_reference_and_procedure_1(
-    rng, keras_ops_path, grid, iterations, stop_gradient
+    rng, grid, iterations, stop_gradient
 ):
     u = rng.normal(size=(3, grid, 5, 4)).astype("float32")
     kernel = (rng.normal(size=(5, 4, 3, 6)) * 0.3).astype("float32")
@@ -181,7 +171,7 @@ def test_formulations_equal_reference_and_procedure_1(
 
 
 @pytest.mark.parametrize("grid", [1, 4])
-def test_single_output_equals_reference(rng, keras_ops_path, grid):
+def test_single_output_equals_reference(rng, grid):
     u = rng.normal(size=(3, grid, 5, 4)).astype("float32")
     kernel = (rng.normal(size=(5, 4, 1, 6)) * 0.3).astype("float32")
     target = rng.normal(size=(3, 1, 6)).astype("float32")
@@ -203,7 +193,7 @@ def test_single_output_equals_reference(rng, keras_ops_path, grid):
 
 @pytest.mark.parametrize(
     "grid, formulation, stop_gradient",
-    [(1, "votes", False), (4, "factored", True), (4, "votes", False)],
+    [(1, "votes", False), (4, "factored", True)],
 )
 def test_compiled_and_keras_ops_paths_agree(rng, grid, formulation, stop_gradient):
     """`routing_backend` compiles the loops (TF, JAX) or not: same values."""
@@ -235,17 +225,19 @@ def test_compiled_and_keras_ops_paths_agree(rng, grid, formulation, stop_gradien
                 )
             )
         finally:
-            routing_backend.set_jit_compile(True)
+            routing_backend.set_jit_compile(False)
     for (out_a, grads_a), (out_b, grads_b) in [
         (results[0], results[2]), (results[1], results[3])
     ]:
         np.testing.assert_allclose(out_a, out_b, rtol=1e-5, atol=1e-6)
         for a, b in zip(grads_a, grads_b, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    routing_backend.set_jit_compile(True)
     backend = keras.backend.backend()
     assert routing_backend.jit_compile_enabled() == (backend in ("tensorflow", "jax"))
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize(
     "inputs_shape, kernel_shape, expected",
     [
@@ -257,13 +249,21 @@ def test_compiled_and_keras_ops_paths_agree(rng, grid, formulation, stop_gradien
         ((None, 2, 5, 16), (5, 16, 3, 16), "factored"),
         # ... and just past the bound: votes.
         ((None, 2, 5, 17), (5, 17, 3, 16), "votes"),
-        # Unshared (grid 1): votes.
-        ((None, 1, 1152, 8), (1152, 8, 10, 16), "votes"),
+        # Unshared, in_dim large: votes.
         ((None, 1, 1250, 256), (1250, 256, 15, 16), "votes"),
+        # Unshared, 2 * in_dim <= out_dim (Sabour's DigitCaps): votes when
+        # compiled, factored when not.
+        ((None, 1, 1152, 8), (1152, 8, 10, 16), "votes | factored"),
     ],
 )
-def test_formulation_rule(inputs_shape, kernel_shape, expected):
-    assert routing_formulation(inputs_shape, kernel_shape) == expected
+def test_formulation_rule(inputs_shape, kernel_shape, expected, compiled):
+    if "|" in expected:
+        expected = expected.split(" | ")[0 if compiled else 1]
+    assert routing_formulation(inputs_shape, kernel_shape, compiled) == expected
+    default = routing_formulation(inputs_shape, kernel_shape)
+    assert default == routing_formulation(
+        inputs_shape, kernel_shape, routing_backend.jit_compile_enabled()
+    )
 
 
 def test_auto_follows_the_rule(monkeypatch, rng):
@@ -277,20 +277,16 @@ def test_auto_follows_the_rule(monkeypatch, rng):
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(routing, name, spy)
-    routing_backend.set_jit_compile(False)
-    try:
-        for shape, kernel_shape, expected in [
-            ((2, 4, 3, 2), (3, 2, 5, 6), "_route_factored"),
-            ((2, 1, 3, 2), (3, 2, 5, 6), "_route_votes"),
-            ((2, 4, 3, 2), (3, 2, 1, 6), "_route_single"),
-        ]:
-            called.clear()
-            u = rng.normal(size=shape).astype("float32")
-            w = rng.normal(size=kernel_shape).astype("float32")
-            dynamic_routing_from_inputs(u, w)
-            assert called == [expected]
-    finally:
-        routing_backend.set_jit_compile(True)
+    for shape, kernel_shape, expected in [
+        ((2, 4, 3, 2), (3, 2, 5, 6), "_route_factored"),
+        ((2, 1, 3, 4), (3, 4, 5, 6), "_route_votes"),
+        ((2, 4, 3, 2), (3, 2, 1, 6), "_route_single"),
+    ]:
+        called.clear()
+        u = rng.normal(size=shape).astype("float32")
+        w = rng.normal(size=kernel_shape).astype("float32")
+        dynamic_routing_from_inputs(u, w)
+        assert called == [expected]
 
 
 def test_bad_formulation(rng):
