@@ -261,13 +261,24 @@ def main():
           "interleaved) | speed-up of DRCaps (median ratio) | of matmul "
           "| peak MiB |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
-    for name in SHAPES:
-        if name[0] not in args.shapes:
-            continue
-        formulations = [
+    cases = {
+        name: [
             f for f in args.formulations.split(",")
             if not (f == "xifengguo" and SHAPES[name][-1])  # unshared only
         ]
+        for name in SHAPES
+        if name[0] in args.shapes
+    }
+    # Memory first: a child's ru_maxrss starts at its parent's, so every child
+    # is spawned before this process builds a model.
+    mib = {(name, f): "" for name, fs in cases.items() for f in fs}
+    if not args.no_memory:
+        for name, f in mib:
+            result, error = bench_utils.spawn(
+                [Path(__file__).resolve(), "--memory-child", name, f]
+            )
+            mib[name, f] = error if result is None else f"{result:.0f}"
+    for name, formulations in cases.items():
         times = interleaved(name, formulations, args.rounds)
         flops = useful_flops(name)
         for f in formulations:
@@ -278,14 +289,8 @@ def main():
                     t / d for t, d in zip(times[f], times["DRCaps"], strict=True)
                 )
                 ratio = f"{ratio:.2f}x"
-            mib = ""
-            if not args.no_memory:
-                result, error = bench_utils.spawn(
-                    [Path(__file__).resolve(), "--memory-child", name, f]
-                )
-                mib = error if result is None else f"{result:.0f}"
             print(f"| {backend} | {name} | {f} | {median * 1e3:.1f} | {ratio} "
-                  f"| {flops / median / rate:.1%} | {mib} |", flush=True)
+                  f"| {flops / median / rate:.1%} | {mib[name, f]} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
