@@ -281,6 +281,22 @@ def format_diagnosis(report: dict) -> str:
 
     Returns:
         Lines of text.
+
+    Example:
+
+        >>> report = {
+        ...     "images": 8, "accuracy_inference": 0.25,
+        ...     "accuracy_training_mode": 0.5, "classes_predicted": ["LYT"],
+        ...     "batch_norm": None, "capsules": None,
+        ...     "gradients": {"dense": {"gradient": 0.5, "relative": 0.01}},
+        ...     "warnings": ["collapsed: every image is called LYT in inference mode"],
+        ... }
+        >>> print(format_diagnosis(report))
+        WARNING: collapsed: every image is called LYT in inference mode
+        Accuracy on 8 images: inference 0.250, training mode 0.500
+        Classes predicted: LYT
+        Gradient norms (absolute, relative to the weights):
+          dense: 5.00e-01, 1.00e-02
     """
     lines = [f"WARNING: {w}" for w in report["warnings"]] or ["No problem found."]
     statistics = report["batch_norm"]

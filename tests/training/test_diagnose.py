@@ -19,11 +19,12 @@ def _colour_data(n=6):
 
 
 def _dense_model():
+    # Named, so that the gradient's layer path does not depend on test order.
     model = keras.Sequential([
         keras.Input((4, 4, 3)),
         keras.layers.GlobalAveragePooling2D(),
         keras.layers.Dense(3, activation="softmax", name="dense"),
-    ])
+    ], name="colours")
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     return model
 
@@ -44,7 +45,7 @@ def test_gradient_norms_match_numpy():
     grad_kernel = features.T @ (p - y) / len(x)
     grad_bias = (p - y).mean(0)
     expected = np.sqrt(np.sum(grad_kernel**2) + np.sum(grad_bias**2))
-    got = report["gradients"]["sequential/dense"]["gradient"]
+    got = report["gradients"]["colours/dense"]["gradient"]
     np.testing.assert_allclose(got, expected, rtol=1e-4)
 
 
