@@ -56,6 +56,7 @@ wheel-check: venv
 
 lint: venv
 	$(VENV)/bin/ruff check keras_parcaps tests examples benchmarks ci
+	$(VENV)/bin/ruff format --check keras_parcaps tests examples benchmarks ci
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

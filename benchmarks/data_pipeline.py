@@ -55,8 +55,13 @@ def main():
         tiffs = _tiff_tree(jpegs, Path(tmp))
         for fmt, source in (("JPEG 360x363", jpegs), ("TIFF 400x400 RGBA", tiffs)):
             for size in (400, 64):
-                data = ImageSet(source.paths, source.labels, source.class_names,
-                                image_size=size, cache=True)
+                data = ImageSet(
+                    source.paths,
+                    source.labels,
+                    source.class_names,
+                    image_size=size,
+                    cache=True,
+                )
                 cold = _rate(data.preload, n)
                 warm = _rate(lambda d=data: d.images(), n)
                 batches = OnePerClassBatches(data, args.batches, augment=True)
@@ -67,12 +72,16 @@ def main():
                 )
                 rows.append((fmt, size, cold, warm, augmented))
     print(f"{n} images, {os.cpu_count()} CPU threads for decoding\n")
-    print("| source | size | decode+resize (no cache) | from cache | "
-          "one-per-class batches + flips/rotation (cached) |")
+    print(
+        "| source | size | decode+resize (no cache) | from cache | "
+        "one-per-class batches + flips/rotation (cached) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: |")
     for fmt, size, cold, warm, augmented in rows:
-        print(f"| {fmt} | {size}x{size} | {cold:,.0f} img/s | {warm:,.0f} img/s | "
-              f"{augmented:,.0f} img/s |")
+        print(
+            f"| {fmt} | {size}x{size} | {cold:,.0f} img/s | {warm:,.0f} img/s | "
+            f"{augmented:,.0f} img/s |"
+        )
 
 
 if __name__ == "__main__":

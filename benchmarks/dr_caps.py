@@ -39,13 +39,25 @@ import bench_utils
 SHAPES = {
     # name: (batch, grid, n_types, in_dim, n_out, out_dim, share_weights)
     "s: 1152x8 -> 10x16, unshared, batch 128 (Sabour's DigitCaps)": (
-        128, (6, 6), 32, 8, 10, 16, False,
+        128,
+        (6, 6),
+        32,
+        8,
+        10,
+        16,
+        False,
     ),
     "a: 1152x8 -> 10x16, shared, batch 128": (128, (6, 6), 32, 8, 10, 16, True),
     "b: 1250x256 -> 1x16, unshared, batch 15": (15, (25, 25), 2, 256, 1, 16, False),
     "c: 12x16 -> 15x16, unshared, batch 15": (15, None, 12, 16, 15, 16, False),
     "d: 1250x256 -> 15x16, unshared, batch 15 (2-layer DR Class-Caps)": (
-        15, (25, 25), 2, 256, 15, 16, False,
+        15,
+        (25, 25),
+        2,
+        256,
+        15,
+        16,
+        False,
     ),
 }
 FORMULATIONS = ("DRCaps", "tiled", "xifengguo")
@@ -242,7 +254,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--shapes", default="sabcd", help="e.g. 's' or 'sd'")
     parser.add_argument(
-        "--formulations", default=",".join(FORMULATIONS),
+        "--formulations",
+        default=",".join(FORMULATIONS),
         help="comma-separated subset of " + ", ".join(FORMULATIONS),
     )
     parser.add_argument("--no-memory", action="store_true")
@@ -255,15 +268,20 @@ def main():
 
     backend = keras.backend.backend()
     rate = matmul_rate()
-    print(f"{backend}: dense 2048x2048 float32 matmul {rate / 1e9:.1f} GFLOP/s; "
-          f"load average {os.getloadavg()[0]:.1f} at the start")
-    print(f"| backend | shape | formulation | step ms (median of {args.rounds}, "
-          "interleaved) | speed-up of DRCaps (median ratio) | of matmul "
-          "| peak MiB |")
+    print(
+        f"{backend}: dense 2048x2048 float32 matmul {rate / 1e9:.1f} GFLOP/s; "
+        f"load average {os.getloadavg()[0]:.1f} at the start"
+    )
+    print(
+        f"| backend | shape | formulation | step ms (median of {args.rounds}, "
+        "interleaved) | speed-up of DRCaps (median ratio) | of matmul "
+        "| peak MiB |"
+    )
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     cases = {
         name: [
-            f for f in args.formulations.split(",")
+            f
+            for f in args.formulations.split(",")
             if not (f == "xifengguo" and SHAPES[name][-1])  # unshared only
         ]
         for name in SHAPES
@@ -289,8 +307,11 @@ def main():
                     t / d for t, d in zip(times[f], times["DRCaps"], strict=True)
                 )
                 ratio = f"{ratio:.2f}x"
-            print(f"| {backend} | {name} | {f} | {median * 1e3:.1f} | {ratio} "
-                  f"| {flops / median / rate:.1%} | {mib[name, f]} |", flush=True)
+            print(
+                f"| {backend} | {name} | {f} | {median * 1e3:.1f} | {ratio} "
+                f"| {flops / median / rate:.1%} | {mib[name, f]} |",
+                flush=True,
+            )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

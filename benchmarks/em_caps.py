@@ -148,8 +148,13 @@ def against_reference(rounds):
             from keras import ops
 
             poses, acts = reference_em_routing(
-                votes, activations, self.beta_a, self.beta_u,
-                self.routing_iterations, self.final_lambda, self.epsilon,
+                votes,
+                activations,
+                self.beta_a,
+                self.beta_u,
+                self.routing_iterations,
+                self.final_lambda,
+                self.epsilon,
             )
             outputs = ops.concatenate([poses, ops.expand_dims(acts, -1)], axis=-1)
             return ops.cast(outputs, self.compute_dtype)
@@ -170,10 +175,14 @@ def against_reference(rounds):
         times.append(time.perf_counter() - start)
     rate = 2 * n**3 / min(times[2:])
     backend = keras.backend.backend()
-    print(f"{backend}: 2048x2048 float32 matmul {rate / 1e9:.1f} GFLOP/s; "
-          f"load average {os.getloadavg()[0]:.1f} at the start")
-    print(f"| backend | layer | formulation | step ms (median of {rounds}, "
-          "interleaved) | speed-up (median ratio) | of matmul | max output diff |")
+    print(
+        f"{backend}: 2048x2048 float32 matmul {rate / 1e9:.1f} GFLOP/s; "
+        f"load average {os.getloadavg()[0]:.1f} at the start"
+    )
+    print(
+        f"| backend | layer | formulation | step ms (median of {rounds}, "
+        "interleaved) | speed-up (median ratio) | of matmul | max output diff |"
+    )
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     for name, layer, batch, grid, types, outputs in TIMING:
         x = rng.normal(size=(batch, grid, grid, types, 17)).astype("float32")
@@ -182,12 +191,18 @@ def against_reference(rounds):
         for formulation in ("EM routing", "reference"):
             keras.utils.set_random_seed(0)
             if layer == "conv":
-                cls = (kp.layers.EMConvCaps if formulation == "EM routing"
-                       else ReferenceEMConvCaps)
+                cls = (
+                    kp.layers.EMConvCaps
+                    if formulation == "EM routing"
+                    else ReferenceEMConvCaps
+                )
                 caps = cls(outputs, kernel_size=3, strides=2)
             else:
-                cls = (kp.layers.EMClassCaps if formulation == "EM routing"
-                       else ReferenceEMClassCaps)
+                cls = (
+                    kp.layers.EMClassCaps
+                    if formulation == "EM routing"
+                    else ReferenceEMClassCaps
+                )
                 caps = cls(outputs)
             inputs = keras.Input(x.shape[1:])
             model = keras.Model(inputs, caps(inputs))
@@ -205,7 +220,7 @@ def against_reference(rounds):
         steps = {f: [] for f in models}
         order = list(models)
         for r in range(rounds):
-            for f in order[r % 2:] + order[: r % 2]:
+            for f in order[r % 2 :] + order[: r % 2]:
                 start = time.perf_counter()
                 models[f].train_on_batch(x, y)
                 steps[f].append(time.perf_counter() - start)
@@ -218,8 +233,11 @@ def against_reference(rounds):
                     t / o for t, o in zip(steps[f], steps["EM routing"], strict=True)
                 )
                 ratio = f"{ratio:.2f}x"
-            print(f"| {backend} | {name} | {f} | {median * 1e3:.1f} | {ratio} "
-                  f"| {flops / median / rate:.1%} | {diff:.1e} |", flush=True)
+            print(
+                f"| {backend} | {name} | {f} | {median * 1e3:.1f} | {ratio} "
+                f"| {flops / median / rate:.1%} | {diff:.1e} |",
+                flush=True,
+            )
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
@@ -263,15 +281,21 @@ def main():
                 backend, (layer, batch, grid, types, outputs), args.steps, args.warmup
             )
             cells = (
-                f"{seconds * 1e3:.0f} | {mib:.0f}" if error is None
+                f"{seconds * 1e3:.0f} | {mib:.0f}"
+                if error is None
                 else f"failed: {error} |"
             )
-            print(f"| {name} | {batch} | {grid}x{grid}x{types} | {backend} | {cells} |",
-                  flush=True)
+            print(
+                f"| {name} | {batch} | {grid}x{grid}x{types} | {backend} | {cells} |",
+                flush=True,
+            )
 
     print()
-    print("| EMConvCaps Mid-Caps (K=3, stride 2, 32 -> 1 types) | " + " | ".join(
-        backends) + " |")
+    print(
+        "| EMConvCaps Mid-Caps (K=3, stride 2, 32 -> 1 types) | "
+        + " | ".join(backends)
+        + " |"
+    )
     print("| --- |" + " --- |" * len(backends))
     sweep = [(15, grid) for grid in MEMORY_GRIDS] + [
         (batch, 25) for batch in MEMORY_BATCHES if batch != 15
@@ -283,11 +307,14 @@ def main():
                 backend, ("conv", batch, grid, 32, 1), args.memory_steps, 1
             )
             cells.append(
-                f"{mib:.0f} MiB, {seconds * 1e3:.0f} ms" if error is None
+                f"{mib:.0f} MiB, {seconds * 1e3:.0f} ms"
+                if error is None
                 else f"failed: {error}"
             )
-        print(f"| batch {batch}, grid {grid}x{grid} | " + " | ".join(cells) + " |",
-              flush=True)
+        print(
+            f"| batch {batch}, grid {grid}x{grid} | " + " | ".join(cells) + " |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,13 @@ def main():
     for kind in args.kinds:
         if kind == "keras-conv2d" or kind == "native" and backend != "torch":
             # Possibly the pathological XLA path: a subprocess under a limit.
-            arguments = [Path(__file__).resolve(), "--only", kind,
-                         "--steps", 1 if kind == "keras-conv2d" else args.steps]
+            arguments = [
+                Path(__file__).resolve(),
+                "--only",
+                kind,
+                "--steps",
+                1 if kind == "keras-conv2d" else args.steps,
+            ]
             for name in ("batch", "size", "channels", "filters", "kernel", "groups"):
                 arguments += [f"--{name}", getattr(args, name)]
             result, error = bench_utils.spawn(arguments, args.timeout)

@@ -38,17 +38,32 @@ MODELS = {
     "cnn": ("plain CNN (4 conv layers)", "cnn", {}),
     "dr_2l": ("DR-CapsNet, 2 layers", "dr", {"capsule_layers": 2}),
     "dr_3l": ("DR-CapsNet, 3 layers (2 Mid-Caps)", "dr", {"capsule_layers": 3}),
-    "pdr_2l_4b": ("parallel DR, 2 layers, 4 branches", "parallel_dr",
-                  {"capsule_layers": 2, "n_branches": 4}),
-    "pdr_3l_4b": ("parallel DR, 3 layers, 4 branches", "parallel_dr",
-                  {"capsule_layers": 3, "n_branches": 4}),
-    "pdr_2l_12b": ("parallel DR, 2 layers, 12 branches", "parallel_dr",
-                   {"capsule_layers": 2, "n_branches": 12}),
-    "pdr_3l_12b": ("parallel DR, 3 layers, 12 branches", "parallel_dr",
-                   {"capsule_layers": 3, "n_branches": 12}),
+    "pdr_2l_4b": (
+        "parallel DR, 2 layers, 4 branches",
+        "parallel_dr",
+        {"capsule_layers": 2, "n_branches": 4},
+    ),
+    "pdr_3l_4b": (
+        "parallel DR, 3 layers, 4 branches",
+        "parallel_dr",
+        {"capsule_layers": 3, "n_branches": 4},
+    ),
+    "pdr_2l_12b": (
+        "parallel DR, 2 layers, 12 branches",
+        "parallel_dr",
+        {"capsule_layers": 2, "n_branches": 12},
+    ),
+    "pdr_3l_12b": (
+        "parallel DR, 3 layers, 12 branches",
+        "parallel_dr",
+        {"capsule_layers": 3, "n_branches": 12},
+    ),
     "em_3l": ("EM-CapsNet, 3 layers", "em", {"capsule_layers": 3}),
-    "pem_3l_4b": ("parallel EM, 3 layers, 4 branches", "parallel_em",
-                  {"capsule_layers": 3, "n_branches": 4}),
+    "pem_3l_4b": (
+        "parallel EM, 3 layers, 4 branches",
+        "parallel_em",
+        {"capsule_layers": 3, "n_branches": 4},
+    ),
 }
 
 
@@ -66,8 +81,11 @@ def build_cnn(input_shape, num_classes):
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
     model = keras.Model(inputs, outputs, name="plain_cnn")
-    model.compile(optimizer=keras.optimizers.Nadam(1e-3),
-                  loss="categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Nadam(1e-3),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -77,15 +95,18 @@ def load(path, image_size):
     if path is None:
         path = data_dir("pbc_matek_dev")
         if path is None:
-            raise SystemExit("pbc_matek_dev not found: pass --data or set "
-                             "$PARCAPS_DATA")
+            raise SystemExit(
+                "pbc_matek_dev not found: pass --data or set $PARCAPS_DATA"
+            )
     if str(path).endswith(".npz"):
         arrays = np.load(path)
-        data = ImageSet(None, arrays["labels"], list(arrays["classes"]),
-                        images=arrays["images"])
+        data = ImageSet(
+            None, arrays["labels"], list(arrays["classes"]), images=arrays["images"]
+        )
         if data.image_size != (image_size, image_size):
-            raise SystemExit(f"{path} holds {data.image_size} images, not "
-                             f"{image_size}x{image_size}")
+            raise SystemExit(
+                f"{path} holds {data.image_size} images, not {image_size}x{image_size}"
+            )
         return data
     return load_class_folders(path, image_size=image_size).preload()
 
@@ -100,8 +121,9 @@ def run_one(args):
 
     label, builder, options = MODELS[args.model]
     data = load(args.data, args.image_size)
-    train_idx, test_idx = fold_split(stratified_folds(data.labels, 5, seed=0),
-                                     args.fold)
+    train_idx, test_idx = fold_split(
+        stratified_folds(data.labels, 5, seed=0), args.fold
+    )
     train, test = data.subset(train_idx), data.subset(test_idx)
     keras.utils.set_random_seed(args.fold)
     shape = (args.image_size, args.image_size, 3)
@@ -109,8 +131,7 @@ def run_one(args):
         model = build_cnn(shape, data.num_classes)
     else:
         model = get_builder(builder, **options)(shape, data.num_classes)
-    batches = OnePerClassBatches(train, steps_per_epoch=args.eval_every,
-                                 seed=args.fold)
+    batches = OnePerClassBatches(train, steps_per_epoch=args.eval_every, seed=args.fold)
 
     clock = {"train": 0.0, "steps": 0, "first": None}
 
@@ -131,39 +152,56 @@ def run_one(args):
     curve, losses = [], []
     epoch = 0
     while clock["train"] < args.budget and clock["steps"] < args.iterations:
-        history = model.fit(batches, epochs=epoch + 1, initial_epoch=epoch,
-                            callbacks=[Budget()], verbose=0)
+        history = model.fit(
+            batches,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            callbacks=[Budget()],
+            verbose=0,
+        )
         epoch += 1
         losses.append(float(history.history["loss"][-1]))
-        scores = model.predict(test.images().astype("float32") / 255.0,
-                               batch_size=64, verbose=0)
-        curve.append([clock["steps"], float(np.mean(scores.argmax(-1)
-                                                     == test.labels))])
+        scores = model.predict(
+            test.images().astype("float32") / 255.0, batch_size=64, verbose=0
+        )
+        curve.append([clock["steps"], float(np.mean(scores.argmax(-1) == test.labels))])
     report = evaluate_model(model, test, batch_size=64)
     predicted = np.asarray(report["predictions"])
     result = {
-        "model": args.model, "label": label, "fold": args.fold,
-        "backend": keras.backend.backend(), "image_size": args.image_size,
-        "params": model.count_params(), "iterations": clock["steps"],
-        "train_seconds": clock["train"], "compile_seconds": clock["first"],
-        "acc": report["acc"], "wacc": report["wacc"], "agr": report["agr"],
+        "model": args.model,
+        "label": label,
+        "fold": args.fold,
+        "backend": keras.backend.backend(),
+        "image_size": args.image_size,
+        "params": model.count_params(),
+        "iterations": clock["steps"],
+        "train_seconds": clock["train"],
+        "compile_seconds": clock["first"],
+        "acc": report["acc"],
+        "wacc": report["wacc"],
+        "agr": report["agr"],
         "classes_predicted": int(len(np.unique(predicted))),
         "num_classes": data.num_classes,
         "majority_acc": float(np.bincount(test.labels).max() / len(test)),
-        "curve": curve, "loss": losses,
+        "curve": curve,
+        "loss": losses,
     }
     out = Path(args.out) / f"{args.model}_fold{args.fold}.json"
     out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items()
-                      if k not in ("curve", "loss")}), flush=True)
+    print(
+        json.dumps({k: v for k, v in result.items() if k not in ("curve", "loss")}),
+        flush=True,
+    )
 
 
 def summarize(out, results):
     """Writes results.json, results.md and curves.png from the run JSONs."""
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    lines = ["| network | params | folds | iterations | Acc | WAcc | Agr | "
-             "classes predicted |", "| --- | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: |"]
+    lines = [
+        "| network | params | folds | iterations | Acc | WAcc | Agr | "
+        "classes predicted |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for key in MODELS:
         runs = [r for r in results if r["model"] == key]
         if not runs:
@@ -176,8 +214,9 @@ def summarize(out, results):
             f"| {runs[0]['label']} | {runs[0]['params'] / 1e6:.2f}M | "
             f"{len(runs)} | {int(np.mean([r['iterations'] for r in runs]))} | "
             f"{mean('acc'):.1f} | {mean('wacc'):.1f} | {mean('agr'):.1f}% | "
-            + ", ".join(f"{r['classes_predicted']}/{r['num_classes']}"
-                        for r in runs) + " |")
+            + ", ".join(f"{r['classes_predicted']}/{r['num_classes']}" for r in runs)
+            + " |"
+        )
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     import matplotlib
@@ -190,10 +229,16 @@ def summarize(out, results):
         runs = [r for r in results if r["model"] == key]
         for i, r in enumerate(runs):
             steps, acc = zip(*r["curve"]) if r["curve"] else ((), ())
-            axis.plot(steps, acc, color=f"C{list(MODELS).index(key)}",
-                      label=r["label"] if i == 0 else None, linewidth=1)
-    axis.axhline(results[0]["majority_acc"], color="gray", linestyle=":",
-                 label="majority class")
+            axis.plot(
+                steps,
+                acc,
+                color=f"C{list(MODELS).index(key)}",
+                label=r["label"] if i == 0 else None,
+                linewidth=1,
+            )
+    axis.axhline(
+        results[0]["majority_acc"], color="gray", linestyle=":", label="majority class"
+    )
     axis.set_xlabel("iterations")
     axis.set_ylabel("held-out Acc (plain predict)")
     axis.set_ylim(0, 1)
@@ -204,21 +249,34 @@ def summarize(out, results):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="*", default=list(MODELS),
-                        choices=list(MODELS))
+    parser.add_argument(
+        "--models", nargs="*", default=list(MODELS), choices=list(MODELS)
+    )
     parser.add_argument("--folds", nargs="*", type=int, default=[0])
-    parser.add_argument("--budget", type=float, default=480.0,
-                        help="training seconds per network after compiling")
-    parser.add_argument("--iterations", type=int, default=10**9,
-                        help="at most this many iterations per network")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=480.0,
+        help="training seconds per network after compiling",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=10**9,
+        help="at most this many iterations per network",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--data", default=None)
-    parser.add_argument("--save-npz", default=None,
-                        help="write the dataset at --image-size to this .npz")
+    parser.add_argument(
+        "--save-npz",
+        default=None,
+        help="write the dataset at --image-size to this .npz",
+    )
     parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="kill a run after this many seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="kill a run after this many seconds"
+    )
     parser.add_argument("--out", default="runs/model_comparison")
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--fold", type=int, help=argparse.SUPPRESS)
@@ -229,8 +287,12 @@ def main():
         return run_one(args)
     if args.save_npz:
         data = load(args.data, args.image_size)
-        np.savez_compressed(args.save_npz, images=data.images(),
-                            labels=data.labels, classes=np.array(data.class_names))
+        np.savez_compressed(
+            args.save_npz,
+            images=data.images(),
+            labels=data.labels,
+            classes=np.array(data.class_names),
+        )
         return
     pending = [(m, f) for f in args.folds for m in args.models]
     running = []
@@ -240,9 +302,19 @@ def main():
             model, fold = pending.pop(0)
             log = open(out / f"{model}_fold{fold}.log", "w")
             process = subprocess.Popen(
-                [sys.executable, __file__, *passed, "--model", model,
-                 "--fold", str(fold)], stdout=log, stderr=subprocess.STDOUT,
-                env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                [
+                    sys.executable,
+                    __file__,
+                    *passed,
+                    "--model",
+                    model,
+                    "--fold",
+                    str(fold),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
             running.append((process, time.monotonic()))
         time.sleep(1)
         for process, start in running:

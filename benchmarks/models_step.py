@@ -43,13 +43,18 @@ def measure(name, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS)[:3],
-                        choices=list(MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=list(MODELS)[:3], choices=list(MODELS)
+    )
     parser.add_argument("--size", type=int, default=400)
     parser.add_argument("--batch", type=int, default=15)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=300,
-                        help="seconds per model, build and warm-up included")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds per model, build and warm-up included",
+    )
     parser.add_argument("--only", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
@@ -62,14 +67,25 @@ def main():
     print("| backend | model | params | first step s | train step s | images/s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in args.models:
-        arguments = [Path(__file__).resolve(), "--only", name, "--size", args.size,
-                     "--batch", args.batch, "--steps", args.steps]
+        arguments = [
+            Path(__file__).resolve(),
+            "--only",
+            name,
+            "--size",
+            args.size,
+            "--batch",
+            args.batch,
+            "--steps",
+            args.steps,
+        ]
         r, error = bench_utils.spawn(arguments, args.timeout)
         if r is None:
             row = f"- | {error[:80]} | - | -"
         else:
-            row = (f"{r['params'] / 1e6:.1f}M | {r['first']:.1f} | "
-                   f"{r['step']:.2f} | {args.batch / r['step']:.2f}")
+            row = (
+                f"{r['params'] / 1e6:.1f}M | {r['first']:.1f} | "
+                f"{r['step']:.2f} | {args.batch / r['step']:.2f}"
+            )
         print(f"| {backend} | {name} | {row} |", flush=True)
 
 

@@ -97,8 +97,10 @@ def main():
         y = np.zeros((args.batch, n, MID), "float32")
         base = step_time(one_by_one(n, shape), x, y, args.steps)
         fast = step_time(fused(n, shape), x, y, args.steps)
-        print(f"| {backend} | {n} | {base:.3f} | {fast:.3f} | {fast / base:.2f} |",
-              flush=True)
+        print(
+            f"| {backend} | {n} | {base:.3f} | {fast:.3f} | {fast / base:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

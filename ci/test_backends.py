@@ -44,21 +44,34 @@ def _environment(backend, threads):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS),
-                        choices=BACKENDS)
-    parser.add_argument("--jobs", type=int, default=len(BACKENDS),
-                        help="backends run at once (1: one after another)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="intra-op threads per backend (0: the default)")
+    parser.add_argument(
+        "--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=len(BACKENDS),
+        help="backends run at once (1: one after another)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads per backend (0: the default)",
+    )
     parser.add_argument("--log-dir", default=str(ROOT / ".test-logs"))
-    parser.add_argument("pytest_args", nargs="*",
-                        help="arguments for pytest, after `--`")
+    parser.add_argument(
+        "pytest_args", nargs="*", help="arguments for pytest, after `--`"
+    )
     args = parser.parse_args(argv)
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     pytest_args = args.pytest_args or ["-q"]
-    if not any((ROOT / arg.split("::")[0]).exists() for arg in pytest_args
-               if not arg.startswith("-")):
+    if not any(
+        (ROOT / arg.split("::")[0]).exists()
+        for arg in pytest_args
+        if not arg.startswith("-")
+    ):
         pytest_args = [*pytest_args, "tests"]  # the whole suite unless told
     command = [sys.executable, "-m", "pytest", *pytest_args]
     waiting = list(args.backends)
@@ -88,7 +101,10 @@ def _run(command, args, log_dir, waiting, running, results):
             log = open(log_dir / f"{backend}.log", "w")
             print(f"=== KERAS_BACKEND={backend}: started ({log.name})", flush=True)
             process = subprocess.Popen(
-                command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                command,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env=_environment(backend, args.threads),
             )
             running[backend] = (process, log, time.perf_counter())
@@ -99,8 +115,7 @@ def _run(command, args, log_dir, waiting, running, results):
             log.close()
             del running[backend]
             results[backend] = (process.returncode, time.perf_counter() - began)
-            print(f"=== KERAS_BACKEND={backend}: exit {process.returncode}",
-                  flush=True)
+            print(f"=== KERAS_BACKEND={backend}: exit {process.returncode}", flush=True)
             sys.stdout.write(Path(log.name).read_text())
             sys.stdout.flush()
 

@@ -34,8 +34,10 @@ def main():
     )
     print(kp.evaluation.format_summary(report))
     for key in ("acc", "wacc", "agr"):
-        print(f"{key}: {report[f'{key}_fold_mean']:.3f} "
-              f"+- {report[f'{key}_fold_std']:.3f} over folds")
+        print(
+            f"{key}: {report[f'{key}_fold_mean']:.3f} "
+            f"+- {report[f'{key}_fold_std']:.3f} over folds"
+        )
     print(kp.evaluation.format_table(report))
 
 

@@ -28,12 +28,18 @@ def main():
     print("| x | Acc | WAcc | Agr |\n| ---: | ---: | ---: | ---: |")
     for x in args.x:
         report = kp.training.experiments.small_data(
-            builder, data, f"{args.out}/x{x}", max_per_class=x,
-            epochs=args.epochs, steps_per_epoch=args.steps,
+            builder,
+            data,
+            f"{args.out}/x{x}",
+            max_per_class=x,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps,
         )
-        print(f"| {x} | {100 * report['acc_fold_mean']:.1f} | "
-              f"{100 * report['wacc_fold_mean']:.1f} | "
-              f"{100 * report['agr_fold_mean']:.1f} |")
+        print(
+            f"| {x} | {100 * report['acc_fold_mean']:.1f} | "
+            f"{100 * report['wacc_fold_mean']:.1f} | "
+            f"{100 * report['agr_fold_mean']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

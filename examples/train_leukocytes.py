@@ -25,8 +25,11 @@ def main():
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--out", default="runs/train_leukocytes")
-    parser.add_argument("--distribute", action="store_true",
-                        help="build and train inside kp.training.data_parallel()")
+    parser.add_argument(
+        "--distribute",
+        action="store_true",
+        help="build and train inside kp.training.data_parallel()",
+    )
     args = parser.parse_args()
 
     options = {} if args.branches is None else {"n_branches": args.branches}

@@ -24,23 +24,32 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None)
     parser.add_argument("--kinds", nargs="+", default=["dr"], choices=["dr", "em"])
-    parser.add_argument("--tuner", default="random",
-                        choices=["random", "bayesian", "hyperband"])
+    parser.add_argument(
+        "--tuner", default="random", choices=["random", "bayesian", "hyperband"]
+    )
     parser.add_argument("--max-trials", type=int, default=10)
-    parser.add_argument("--branches", type=int, nargs=2, default=[1, 16],
-                        metavar=("MIN", "MAX"))
+    parser.add_argument(
+        "--branches", type=int, nargs=2, default=[1, 16], metavar=("MIN", "MAX")
+    )
     parser.add_argument("--capsule-sizes", type=int, nargs="+", default=[9, 16, 25])
     parser.add_argument("--capsule-layers", type=int, nargs="+", default=[2, 3, 4])
-    parser.add_argument("--routing", type=int, nargs=2, default=[1, 3],
-                        metavar=("MIN", "MAX"))
-    parser.add_argument("--non-parallel", action="store_true",
-                        help="N counts the Mid-Caps of the non-parallel network")
+    parser.add_argument(
+        "--routing", type=int, nargs=2, default=[1, 3], metavar=("MIN", "MAX")
+    )
+    parser.add_argument(
+        "--non-parallel",
+        action="store_true",
+        help="N counts the Mid-Caps of the non-parallel network",
+    )
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--no-jit", action="store_true",
-                        help="skip XLA compilation (faster for very short trials)")
+    parser.add_argument(
+        "--no-jit",
+        action="store_true",
+        help="skip XLA compilation (faster for very short trials)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1)
     parser.add_argument("--out", default="runs/tune_branches")

@@ -48,10 +48,12 @@ def _int_at_least(minimum):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected an integer, got {text!r}") from None
+                f"expected an integer, got {text!r}"
+            ) from None
         if value < minimum:
             raise argparse.ArgumentTypeError(
-                f"must be an integer >= {minimum}, got {value}")
+                f"must be an integer >= {minimum}, got {value}"
+            )
         return value
 
     parse.__name__ = f"integer >= {minimum}"
@@ -65,7 +67,8 @@ def _learning_rate(text):
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(
-            f"must be a positive finite number, got {text}")
+            f"must be a positive finite number, got {text}"
+        )
     return value
 
 
@@ -74,7 +77,8 @@ def _folds(text):
     folds = [parse(part.strip()) for part in text.split(",") if part.strip()]
     if not folds or len(set(folds)) != len(folds):
         raise argparse.ArgumentTypeError(
-            f"expected distinct fold numbers such as 0,2,4, got {text!r}")
+            f"expected distinct fold numbers such as 0,2,4, got {text!r}"
+        )
     return folds
 
 
@@ -82,15 +86,19 @@ def _names(text):
     names = [part.strip() for part in text.split(",") if part.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(
-            f"expected two or more distinct names such as NGS,LYT,MON, got {text!r}")
+            f"expected two or more distinct names such as NGS,LYT,MON, got {text!r}"
+        )
     return names
 
 
 def _model_options(args) -> dict:
     """Builder options from the flags, then `--model-option KEY=VALUE`."""
     options = {}
-    for flag, name in (("branches", "n_branches"), ("capsule_size", "capsule_size"),
-                       ("capsule_layers", "capsule_layers")):
+    for flag, name in (
+        ("branches", "n_branches"),
+        ("capsule_size", "capsule_size"),
+        ("capsule_layers", "capsule_layers"),
+    ):
         if getattr(args, flag, None) is not None:
             options[name] = getattr(args, flag)
     for item in getattr(args, "model_option", None) or []:
@@ -120,7 +128,8 @@ def _check_writable_folder(flag, path):
         raise UsageError(f"{flag} {path} cannot be created: {ancestor} is a file")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UsageError(
-            f"{flag} {path} cannot be created: no permission to write in {ancestor}")
+            f"{flag} {path} cannot be created: no permission to write in {ancestor}"
+        )
 
 
 def _check_args(args) -> None:
@@ -128,26 +137,33 @@ def _check_args(args) -> None:
     n_folds = getattr(args, "n_folds", None)
     fold = getattr(args, "fold", None)
     if fold is not None and not 0 <= fold < n_folds:
-        raise UsageError(f"--fold must be in 0..{n_folds - 1} for --n-folds "
-                         f"{n_folds}, got {fold}")
+        raise UsageError(
+            f"--fold must be in 0..{n_folds - 1} for --n-folds {n_folds}, got {fold}"
+        )
     for value in getattr(args, "folds", None) or []:
         if value >= n_folds:
-            raise UsageError(f"--folds must be in 0..{n_folds - 1} for --n-folds "
-                             f"{n_folds}, got {value}")
+            raise UsageError(
+                f"--folds must be in 0..{n_folds - 1} for --n-folds "
+                f"{n_folds}, got {value}"
+            )
     max_per_class = getattr(args, "max_per_class", None)
     if max_per_class is not None and max_per_class < n_folds:
         raise UsageError(
             f"--max-per-class must be at least --n-folds ({n_folds}) so that every "
-            f"fold holds an image of each class, got {max_per_class}")
+            f"fold holds an image of each class, got {max_per_class}"
+        )
     if args.command in ("evaluate", "explain", "diagnose"):
         model_file = Path(args.model_file)
         if not model_file.is_file():
             raise UsageError(
-                f"model file {model_file} " + (
-                    "is not a file" if model_file.exists() else "not found"))
+                f"model file {model_file} "
+                + ("is not a file" if model_file.exists() else "not found")
+            )
     data = getattr(args, "data", None)
-    if data not in (None, "synthetic") and Path(data).exists() and not (
-        Path(data).is_dir()
+    if (
+        data not in (None, "synthetic")
+        and Path(data).exists()
+        and not (Path(data).is_dir())
     ):
         raise UsageError(f"--data {data} is a file; expected a folder")
     _model_options(args)
@@ -176,43 +192,79 @@ def _print_report(report, title):
 
 def _add_common(parser, demo=False):
     defaults = DEMO_DEFAULTS if demo else {}
-    parser.add_argument("--data", default=None,
-                        help="class-folder dataset, AML-Cytomorphology_LMU folder, "
-                        "shared data set name (bccd_wbc, pbc_matek_dev) or "
-                        "'synthetic' (default: the built-in synthetic cells)")
-    parser.add_argument("--labels", default="original",
-                        choices=("original", "reannotation_1", "reannotation_2"),
-                        help="AML labels: original or one of the re-annotations")
-    parser.add_argument("--on-error", default="raise", choices=("raise", "skip"),
-                        help="undecodable images: fail (default) or skip them")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="class-folder dataset, AML-Cytomorphology_LMU folder, "
+        "shared data set name (bccd_wbc, pbc_matek_dev) or "
+        "'synthetic' (default: the built-in synthetic cells)",
+    )
+    parser.add_argument(
+        "--labels",
+        default="original",
+        choices=("original", "reannotation_1", "reannotation_2"),
+        help="AML labels: original or one of the re-annotations",
+    )
+    parser.add_argument(
+        "--on-error",
+        default="raise",
+        choices=("raise", "skip"),
+        help="undecodable images: fail (default) or skip them",
+    )
     from keras_parcaps.models.catalogue import model_names
 
-    parser.add_argument("--model", default=defaults.get("model", "parallel_dr"),
-                        help="a model of the catalogue kp.models.CATALOGUE ("
-                        f"{', '.join(model_names())}), its builder's name, or "
-                        "package.module:function for a builder of your own")
-    parser.add_argument("--image-size", type=_int_at_least(8),
-                        default=defaults.get("image_size", 64))
-    parser.add_argument("--epochs", type=_int_at_least(1),
-                        default=defaults.get("epochs", 10))
-    parser.add_argument("--steps", type=_int_at_least(1),
-                        default=defaults.get("steps", 500),
-                        help="iterations per epoch (the paper: 500)")
-    parser.add_argument("--batch-size", type=_int_at_least(1), default=None,
-                        help="ordinary shuffled batches of this size (default: "
-                        "one image per class, as in the paper)")
-    parser.add_argument("--branches", type=_int_at_least(1), default=None,
-                        help="number of parallel branches (n_branches; demo: "
-                        f"{DEMO_DEFAULTS['branches']} for its model)")
+    parser.add_argument(
+        "--model",
+        default=defaults.get("model", "parallel_dr"),
+        help="a model of the catalogue kp.models.CATALOGUE ("
+        f"{', '.join(model_names())}), its builder's name, or "
+        "package.module:function for a builder of your own",
+    )
+    parser.add_argument(
+        "--image-size", type=_int_at_least(8), default=defaults.get("image_size", 64)
+    )
+    parser.add_argument(
+        "--epochs", type=_int_at_least(1), default=defaults.get("epochs", 10)
+    )
+    parser.add_argument(
+        "--steps",
+        type=_int_at_least(1),
+        default=defaults.get("steps", 500),
+        help="iterations per epoch (the paper: 500)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=None,
+        help="ordinary shuffled batches of this size (default: "
+        "one image per class, as in the paper)",
+    )
+    parser.add_argument(
+        "--branches",
+        type=_int_at_least(1),
+        default=None,
+        help="number of parallel branches (n_branches; demo: "
+        f"{DEMO_DEFAULTS['branches']} for its model)",
+    )
     parser.add_argument("--capsule-size", type=_int_at_least(1), default=None)
-    parser.add_argument("--capsule-layers", type=_int_at_least(1), default=None,
-                        help="capsule layers (demo: "
-                        f"{DEMO_DEFAULTS['capsule_layers']} for its model)")
-    parser.add_argument("--model-option", action="append", metavar="KEY=VALUE",
-                        help="any other builder argument (JSON value)")
+    parser.add_argument(
+        "--capsule-layers",
+        type=_int_at_least(1),
+        default=None,
+        help=f"capsule layers (demo: {DEMO_DEFAULTS['capsule_layers']} for its model)",
+    )
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other builder argument (JSON value)",
+    )
     parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--no-agr", action="store_true",
-                        help="skip the 8-orientation agreement (faster)")
+    parser.add_argument(
+        "--no-agr",
+        action="store_true",
+        help="skip the 8-orientation agreement (faster)",
+    )
     parser.add_argument("--learning-rate", type=_learning_rate, default=1e-3)
     parser.add_argument("--seed", type=_int_at_least(0), default=0)
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
@@ -253,8 +305,11 @@ def _check_option_values(name, function, options, image_size):
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
             wanted = "an integer >= 1"
         elif isinstance(default, float):
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-                  and math.isfinite(value))
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            )
             wanted = "a finite number"
         else:
             continue
@@ -262,20 +317,25 @@ def _check_option_values(name, function, options, image_size):
             ok, wanted = False, f"one of {', '.join(map(str, choices[option]))}"
         if not ok:
             raise UsageError(f"model option {option} must be {wanted}, got {value!r}")
-    layers = options.get("capsule_layers", getattr(
-        parameters.get("capsule_layers"), "default", None))
+    layers = options.get(
+        "capsule_layers", getattr(parameters.get("capsule_layers"), "default", None)
+    )
     limit = spec.max_branches_2_layers if spec else None
     if limit and layers == 2 and options.get("n_branches", 0) > limit:
-        raise UsageError(f"model {name!r} takes at most {limit} branches with 2 "
-                         f"capsule layers, got {options['n_branches']}")
+        raise UsageError(
+            f"model {name!r} takes at most {limit} branches with 2 "
+            f"capsule layers, got {options['n_branches']}"
+        )
     # The smallest image the network's strides allow (its module says).
     module = sys.modules.get(function.__module__)
     min_size = getattr(module, "MIN_SIZE", None)
     if callable(getattr(module, "_min_size", None)):
         min_size = module._min_size(layers)
     if isinstance(min_size, int) and image_size < min_size:
-        raise UsageError(f"--image-size must be at least {min_size} for model "
-                         f"{name!r}, got {image_size}")
+        raise UsageError(
+            f"--image-size must be at least {min_size} for model "
+            f"{name!r}, got {image_size}"
+        )
 
 
 def _builder(args):
@@ -284,8 +344,10 @@ def _builder(args):
 
     options = _model_options(args)
     if args.command == "demo":
-        for flag, name in (("branches", "n_branches"),
-                           ("capsule_layers", "capsule_layers")):
+        for flag, name in (
+            ("branches", "n_branches"),
+            ("capsule_layers", "capsule_layers"),
+        ):
             if getattr(args, flag) is None and name not in options:
                 options[name] = DEMO_DEFAULTS[flag]
     with warnings.catch_warnings(record=True) as caught:
@@ -294,20 +356,25 @@ def _builder(args):
     if builder.options != options:
         dropped = sorted(set(options) - set(builder.options))
         if args.command == "demo":  # The demo's own defaults fit its model only.
-            dropped = [name for name in dropped if name not in (
-                "n_branches", "capsule_layers") or getattr(
-                    args, "branches" if name == "n_branches" else name) is not None]
+            dropped = [
+                name
+                for name in dropped
+                if name not in ("n_branches", "capsule_layers")
+                or getattr(args, "branches" if name == "n_branches" else name)
+                is not None
+            ]
         if dropped:
-            raise UsageError(f"model {args.model!r} takes no option(s) "
-                             f"{', '.join(dropped)}")
+            raise UsageError(
+                f"model {args.model!r} takes no option(s) {', '.join(dropped)}"
+            )
     for warning in caught:
         if "takes no option" not in str(warning.message):
-            warnings.warn_explicit(warning.message, warning.category,
-                                   warning.filename, warning.lineno)
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     function = getattr(builder, "function", None)
     if function is not None:
-        _check_option_values(args.model, function, builder.options,
-                             args.image_size)
+        _check_option_values(args.model, function, builder.options, args.image_size)
     return builder
 
 
@@ -320,21 +387,25 @@ def _source_name(source):
 
 def _data(args):
     """The data set, every image decoded (or skipped) before any training."""
-    data = load_data(args.data, args.image_size, args.labels, args.on_error,
-                     args.seed)
+    data = load_data(args.data, args.image_size, args.labels, args.on_error, args.seed)
     if args.on_error == "raise":
         data.preload()
     elif data.skipped:
         shown = ", ".join(str(path) for path in data.skipped[:20])
         more = f" and {len(data.skipped) - 20} more" if len(data.skipped) > 20 else ""
-        print(f"Skipped {len(data.skipped)} unreadable or missing image(s): "
-              f"{shown}{more}")
+        print(
+            f"Skipped {len(data.skipped)} unreadable or missing image(s): {shown}{more}"
+        )
     return data
 
 
 def _fingerprint(args, builder) -> dict:
-    return {"data": _source_name(args.data), "labels": args.labels,
-            "model": args.model, "model_options": builder.options}
+    return {
+        "data": _source_name(args.data),
+        "labels": args.labels,
+        "model": args.model,
+        "model_options": builder.options,
+    }
 
 
 @contextlib.contextmanager
@@ -364,18 +435,26 @@ def _train_fold(args, builder, title):
     from keras_parcaps.training.experiments import train_and_evaluate
 
     data = _data(args)
-    print(f"Data: {len(data)} images, {data.num_classes} classes "
-          f"{dict(zip(data.class_names, data.class_counts().tolist(), strict=True))}")
+    print(
+        f"Data: {len(data)} images, {data.num_classes} classes "
+        f"{dict(zip(data.class_names, data.class_counts().tolist(), strict=True))}"
+    )
     folds = stratified_folds(data.labels, args.n_folds, args.seed)
     train_idx, val_idx = fold_split(folds, args.fold)
-    print(f"Model: {args.model} {builder.options}; backend "
-          f"{keras.backend.backend()}; fold {args.fold}/{args.n_folds}: "
-          f"{len(train_idx)} train, {len(val_idx)} validation images; "
-          f"{args.epochs} epochs x {args.steps} iterations")
+    print(
+        f"Model: {args.model} {builder.options}; backend "
+        f"{keras.backend.backend()}; fold {args.fold}/{args.n_folds}: "
+        f"{len(train_idx)} train, {len(val_idx)} validation images; "
+        f"{args.epochs} epochs x {args.steps} iterations"
+    )
     start = time.time()
-    report = train_and_evaluate(builder, data.subset(train_idx),
-                                data.subset(val_idx), args.out,
-                                **_train_options(args, builder))
+    report = train_and_evaluate(
+        builder,
+        data.subset(train_idx),
+        data.subset(val_idx),
+        args.out,
+        **_train_options(args, builder),
+    )
     _print_report(report, f"{title} ({time.time() - start:.0f} s)")
     return report
 
@@ -394,11 +473,13 @@ def _model_classes(args):
     if saved and given and saved != given:
         raise UsageError(
             f"--class-names {','.join(given)} differ from the classes saved with "
-            f"{args.model_file}: {','.join(saved)}")
+            f"{args.model_file}: {','.join(saved)}"
+        )
     if not saved and not given:
         raise UsageError(
             f"{args.model_file} has no class names saved with it (saved without "
-            "keras-parcaps?); pass --class-names NAME,NAME,... in output order")
+            "keras-parcaps?); pass --class-names NAME,NAME,... in output order"
+        )
     return saved or given
 
 
@@ -410,8 +491,9 @@ def _load_model(path):
     try:
         return keras.saving.load_model(path)
     except Exception as error:  # Keras raises many types for foreign files.
-        raise ValueError(f"cannot load {path} as a Keras model: "
-                         f"{type(error).__name__}: {error}") from None
+        raise ValueError(
+            f"cannot load {path} as a Keras model: {type(error).__name__}: {error}"
+        ) from None
 
 
 def _align_classes(data, class_names):
@@ -425,7 +507,8 @@ def _align_classes(data, class_names):
         raise UsageError(
             f"the data's classes {','.join(data.class_names)} are not the model's "
             f"classes {','.join(class_names)} (unknown to the model: "
-            f"{','.join(unknown)})")
+            f"{','.join(unknown)})"
+        )
     position = np.array([class_names.index(name) for name in data.class_names])
     full = dict(zip(data.class_names, data.full_names, strict=True))
     aligned = data.subset(np.arange(len(data)))
@@ -445,7 +528,8 @@ def _cmd_evaluate(args):
     if outputs is not None and outputs != len(class_names):
         raise UsageError(
             f"{args.model_file} has {outputs} outputs but {len(class_names)} class "
-            f"names: {','.join(class_names)}")
+            f"names: {','.join(class_names)}"
+        )
     size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
     if len(size) == 2 and size[0] == size[1] and size[0] is not None:
         args.image_size = size[0]  # the size the model was trained at
@@ -490,15 +574,19 @@ def _link_explain(args, report):
     source = args.data
     if source and not Path(source).exists() and data_dir(str(source)) is not None:
         source = data_dir(str(source))
-    command = (f"keras-parcaps explain {args.model_file} "
-               f"{source or 'IMAGE_OR_FOLDER'} --out {Path(args.out) / 'explain'}")
+    command = (
+        f"keras-parcaps explain {args.model_file} "
+        f"{source or 'IMAGE_OR_FOLDER'} --out {Path(args.out) / 'explain'}"
+    )
     print(f"\nWhat the capsules decided (routing, branches, poses): {command}")
     markdown = report.get("files", {}).get("markdown")
     if markdown:
         with open(markdown, "a") as file:
-            file.write("\n## What the capsules decided\n\nRouting, per-branch "
-                       "contributions, orientations and poses as pictures "
-                       f"(docs: explain.md):\n\n    {command}\n")
+            file.write(
+                "\n## What the capsules decided\n\nRouting, per-branch "
+                "contributions, orientations and poses as pictures "
+                f"(docs: explain.md):\n\n    {command}\n"
+            )
 
 
 def _cmd_explain(args):
@@ -508,15 +596,19 @@ def _cmd_explain(args):
     model = _load_model(args.model_file)
     shape = getattr(model, "image_shape", None) or model.input_shape[1:]
     names = class_names_for(args.model_file, model.output_shape[-1], args.classes)
-    images, labels, stems = read_images(args.source, tuple(shape[:2]), names,
-                                        args.max_images)
-    explanation = explain_capsules(model, images, labels, names,
-                                   orientations=not args.no_agr)
+    images, labels, stems = read_images(
+        args.source, tuple(shape[:2]), names, args.max_images
+    )
+    explanation = explain_capsules(
+        model, images, labels, names, orientations=not args.no_agr
+    )
     files = write_explanation(explanation, args.out, args.max_panels, stems)
     summary = explanation.summary()
-    print(f"Explained {summary['n']} images; Agr {summary['agr']}; written to "
-          f"{args.out}: {Path(files['json']).name}, {Path(files['summary']).name}, "
-          f"{len(files['panels'])} panels, {len(files['poses'])} pose grids")
+    print(
+        f"Explained {summary['n']} images; Agr {summary['agr']}; written to "
+        f"{args.out}: {Path(files['json']).name}, {Path(files['summary']).name}, "
+        f"{len(files['panels'])} panels, {len(files['poses'])} pose grids"
+    )
     return files
 
 
@@ -525,9 +617,14 @@ def _cmd_cross_validate(args):
 
     builder = _builder(args)
     with _run_folder(args):
-        report = cross_validate(builder, _data(args), args.out,
-                                n_folds=args.n_folds, run_folds=args.folds,
-                                **_train_options(args, builder))
+        report = cross_validate(
+            builder,
+            _data(args),
+            args.out,
+            n_folds=args.n_folds,
+            run_folds=args.folds,
+            **_train_options(args, builder),
+        )
     _print_report(report, "Cross-validation (pooled)")
     return report
 
@@ -537,9 +634,15 @@ def _cmd_small_data(args):
 
     builder = _builder(args)
     with _run_folder(args):
-        report = small_data(builder, _data(args), args.out,
-                            args.max_per_class, n_folds=args.n_folds,
-                            run_folds=args.folds, **_train_options(args, builder))
+        report = small_data(
+            builder,
+            _data(args),
+            args.out,
+            args.max_per_class,
+            n_folds=args.n_folds,
+            run_folds=args.folds,
+            **_train_options(args, builder),
+        )
     _print_report(report, f"Small data, x={args.max_per_class} (pooled)")
     return report
 
@@ -552,15 +655,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="train and evaluate a small parallel DR "
-                          "CapsNet in a few minutes (synthetic cells by default)")
+    demo = sub.add_parser(
+        "demo",
+        help="train and evaluate a small parallel DR "
+        "CapsNet in a few minutes (synthetic cells by default)",
+    )
     _add_common(demo, demo=True)
     demo.add_argument("--out", default="runs/demo")
-    demo.set_defaults(func=lambda a: _cmd_train(a, "Demo, held-out fold"),
-                      fold=0, n_folds=5)
+    demo.set_defaults(
+        func=lambda a: _cmd_train(a, "Demo, held-out fold"), fold=0, n_folds=5
+    )
 
-    train = sub.add_parser("train", help="train on folds != --fold, evaluate "
-                           "on --fold; resumes after a kill")
+    train = sub.add_parser(
+        "train",
+        help="train on folds != --fold, evaluate on --fold; resumes after a kill",
+    )
     _add_common(train)
     train.add_argument("--out", default="runs/train")
     train.add_argument("--fold", type=_int_at_least(0), default=0)
@@ -571,69 +680,111 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("model_file")
     _add_common(evaluate)
     evaluate.add_argument("--out", default="runs/evaluate")
-    evaluate.add_argument("--fold", type=_int_at_least(0), default=None,
-                          help="evaluate only this validation fold")
+    evaluate.add_argument(
+        "--fold",
+        type=_int_at_least(0),
+        default=None,
+        help="evaluate only this validation fold",
+    )
     evaluate.add_argument("--n-folds", type=_int_at_least(2), default=5)
-    evaluate.add_argument("--class-names", type=_names, default=None,
-                          help="comma-separated class of each model output, for "
-                          "a model saved without them (keras-parcaps saves them)")
+    evaluate.add_argument(
+        "--class-names",
+        type=_names,
+        default=None,
+        help="comma-separated class of each model output, for "
+        "a model saved without them (keras-parcaps saves them)",
+    )
     evaluate.set_defaults(func=_cmd_evaluate)
 
     diagnosis = sub.add_parser(
-        "diagnose", help="is a saved model healthy? collapse, BatchNormalization "
-        "statistics, capsule lengths, coupling entropy, gradient norms")
+        "diagnose",
+        help="is a saved model healthy? collapse, BatchNormalization "
+        "statistics, capsule lengths, coupling entropy, gradient norms",
+    )
     diagnosis.add_argument("model_file")
     _add_common(diagnosis)
-    diagnosis.add_argument("--images", type=_int_at_least(1), default=64,
-                           help="images to check, taken from every class in turn")
-    diagnosis.add_argument("--fold", type=_int_at_least(0), default=None,
-                           help="check only this validation fold")
+    diagnosis.add_argument(
+        "--images",
+        type=_int_at_least(1),
+        default=64,
+        help="images to check, taken from every class in turn",
+    )
+    diagnosis.add_argument(
+        "--fold",
+        type=_int_at_least(0),
+        default=None,
+        help="check only this validation fold",
+    )
     diagnosis.add_argument("--n-folds", type=_int_at_least(2), default=5)
     diagnosis.add_argument("--out", default=None, help="folder for diagnosis.json")
     diagnosis.set_defaults(func=_cmd_diagnose)
 
-    explain = sub.add_parser("explain", help="what the capsules decided: routing, "
-                             "branches, orientations and poses as PNGs and JSON")
+    explain = sub.add_parser(
+        "explain",
+        help="what the capsules decided: routing, "
+        "branches, orientations and poses as PNGs and JSON",
+    )
     explain.add_argument("model_file")
-    explain.add_argument("source", help="an image, a folder of images, or a folder "
-                         "of class folders (labels from the folder names)")
+    explain.add_argument(
+        "source",
+        help="an image, a folder of images, or a folder "
+        "of class folders (labels from the folder names)",
+    )
     explain.add_argument("--out", default="runs/explain")
-    explain.add_argument("--classes", default=None,
-                         help="comma-separated class names (default: run.json "
-                         "beside the model, written by training)")
+    explain.add_argument(
+        "--classes",
+        default=None,
+        help="comma-separated class names (default: run.json "
+        "beside the model, written by training)",
+    )
     explain.add_argument("--max-images", type=_int_at_least(1), default=None)
-    explain.add_argument("--max-panels", type=_int_at_least(0), default=16,
-                         help="one page per image for at most this many images")
-    explain.add_argument("--no-agr", action="store_true",
-                         help="skip the 8 orientations (faster)")
+    explain.add_argument(
+        "--max-panels",
+        type=_int_at_least(0),
+        default=16,
+        help="one page per image for at most this many images",
+    )
+    explain.add_argument(
+        "--no-agr", action="store_true", help="skip the 8 orientations (faster)"
+    )
     explain.set_defaults(func=_cmd_explain)
 
     cv = sub.add_parser("cross-validate", help="5-fold CV, pooled Table 2 report")
     _add_common(cv)
     cv.add_argument("--out", default="runs/cv")
     cv.add_argument("--n-folds", type=_int_at_least(2), default=5)
-    cv.add_argument("--folds", type=_folds, default=None,
-                    help="comma-separated subset of folds to run")
+    cv.add_argument(
+        "--folds",
+        type=_folds,
+        default=None,
+        help="comma-separated subset of folds to run",
+    )
     cv.set_defaults(func=_cmd_cross_validate)
 
     small = sub.add_parser("small-data", help="the small-data protocol for one x")
     _add_common(small)
-    small.add_argument("--max-per-class", type=_int_at_least(1), required=True,
-                       help="x: images per class in the folds (10, 25, 50, ...)")
+    small.add_argument(
+        "--max-per-class",
+        type=_int_at_least(1),
+        required=True,
+        help="x: images per class in the folds (10, 25, 50, ...)",
+    )
     small.add_argument("--out", default=None)
     small.add_argument("--n-folds", type=_int_at_least(2), default=5)
     small.add_argument("--folds", type=_folds, default=None)
     small.set_defaults(func=_cmd_small_data)
     for command in (demo, train, cv, small):
         command.add_argument(
-            "--distribute", action="store_true",
+            "--distribute",
+            action="store_true",
             help="train data-parallel on every GPU (else every CPU device) "
             "with Keras's engines: JAX DataParallel or TensorFlow "
             "MirroredStrategy; one-per-class batches take enough images per "
             "class to split evenly across devices",
         )
         command.add_argument(
-            "--overwrite", action="store_true",
+            "--overwrite",
+            action="store_true",
             help="delete what --out holds and start over (without it, a run "
             "resumes, and a different run in --out is refused)",
         )

@@ -86,9 +86,9 @@ def run_layer_checks(
             w.path for w in layer.trainable_weights
         ]
     if expected_num_non_trainable_weights is not None:
-        assert (
-            len(layer.non_trainable_weights) == expected_num_non_trainable_weights
-        ), [w.path for w in layer.non_trainable_weights]
+        assert len(layer.non_trainable_weights) == expected_num_non_trainable_weights, [
+            w.path for w in layer.non_trainable_weights
+        ]
     assert len(layer.weights) == (
         len(layer.trainable_weights) + len(layer.non_trainable_weights)
     )
@@ -148,8 +148,10 @@ def _check_regularizer_losses(layer_cls, init_kwargs, input_shape, x):
     factors = {name: 0.25 * (i + 1) for i, name in enumerate(names)}
     layer = layer_cls(
         **init_kwargs,
-        **{f"{name}_regularizer": keras.regularizers.L2(f) for name, f in
-           factors.items()},
+        **{
+            f"{name}_regularizer": keras.regularizers.L2(f)
+            for name, f in factors.items()
+        },
     )
     model = _model(layer, input_shape)
     model(x)
@@ -166,16 +168,19 @@ def _check_regularizer_losses(layer_cls, init_kwargs, input_shape, x):
     np.testing.assert_allclose(total, expected, rtol=1e-5)
 
 
-def _check_mixed_precision(layer_cls, init_kwargs, input_shape,
-                           expected_output_shape, x):
+def _check_mixed_precision(
+    layer_cls, init_kwargs, input_shape, expected_output_shape, x
+):
     """Under `mixed_bfloat16` (every backend runs it on a CPU): outputs in
     bfloat16, weights in float32, and one training step gives a finite loss
     and moves the weights."""
     layer = layer_cls(**init_kwargs, dtype="mixed_bfloat16")
     model = _model(layer, input_shape)
     out = model(x)
-    assert keras.backend.standardize_dtype(out.dtype) == layer.compute_dtype == (
-        "bfloat16"
+    assert (
+        keras.backend.standardize_dtype(out.dtype)
+        == layer.compute_dtype
+        == ("bfloat16")
     ), out.dtype
     assert tuple(out.shape) == (len(x), *expected_output_shape[1:])
     for weight in layer.weights:

@@ -10,8 +10,14 @@ from PIL import Image
 
 from keras_parcaps.cli import DEMO_DEFAULTS, build_parser, load_data, main
 
-TINY = ["--model", "tests.training.tiny_models:tiny_capsnet", "--image-size", "24",
-        "--verbose", "0"]
+TINY = [
+    "--model",
+    "tests.training.tiny_models:tiny_capsnet",
+    "--image-size",
+    "24",
+    "--verbose",
+    "0",
+]
 
 
 def test_demo_writes_report_and_plots(tmp_path, capsys):
@@ -23,21 +29,49 @@ def test_demo_writes_report_and_plots(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert 0 <= report["acc"] <= 1 and 0 <= report["agr"] <= 1
     assert report["n"] == 132  # fold 0 of the 660 synthetic cells
-    for name in ("report_table.csv", "report.md", "report_confusion_matrix.png",
-                 "training_curves.png", "log.csv", "model.keras"):
+    for name in (
+        "report_table.csv",
+        "report.md",
+        "report_confusion_matrix.png",
+        "training_curves.png",
+        "log.csv",
+        "model.keras",
+    ):
         assert (out / name).is_file(), name
 
     evaluated = tmp_path / "evaluated"
-    main(["evaluate", str(out / "model.keras"), "--fold", "0",
-          "--out", str(evaluated), "--verbose", "0"])
+    main(
+        [
+            "evaluate",
+            str(out / "model.keras"),
+            "--fold",
+            "0",
+            "--out",
+            str(evaluated),
+            "--verbose",
+            "0",
+        ]
+    )
     again = json.loads((evaluated / "report.json").read_text())
     assert again["acc"] == pytest.approx(report["acc"])
     assert again["n"] == report["n"]
 
     capsys.readouterr()
     diagnosed = tmp_path / "diagnosed"
-    main(["diagnose", str(out / "model.keras"), "--fold", "0", "--images", "12",
-          "--out", str(diagnosed), "--verbose", "0"])
+    main(
+        [
+            "diagnose",
+            str(out / "model.keras"),
+            "--fold",
+            "0",
+            "--images",
+            "12",
+            "--out",
+            str(diagnosed),
+            "--verbose",
+            "0",
+        ]
+    )
     printed = capsys.readouterr().out
     assert "Accuracy on 12 images: inference" in printed
     diagnosis = json.loads((diagnosed / "diagnosis.json").read_text())
@@ -47,16 +81,44 @@ def test_demo_writes_report_and_plots(tmp_path, capsys):
 
 def test_cross_validate_and_small_data(tmp_path, capsys):
     cv = tmp_path / "cv"
-    main(["cross-validate", *TINY, "--epochs", "1", "--steps", "1", "--folds", "0,1",
-          "--no-agr", "--out", str(cv)])
+    main(
+        [
+            "cross-validate",
+            *TINY,
+            "--epochs",
+            "1",
+            "--steps",
+            "1",
+            "--folds",
+            "0,1",
+            "--no-agr",
+            "--out",
+            str(cv),
+        ]
+    )
     report = json.loads((cv / "cv_report.json").read_text())
     assert [f["fold"] for f in report["folds"]] == [0, 1]
     assert report["n"] == sum(f["n"] for f in report["folds"]) == 264
     assert (cv / "cv_confusion_matrix.png").is_file()
     assert (cv / "fold_1" / "report.json").is_file()
     small = tmp_path / "small"
-    main(["small-data", *TINY, "--max-per-class", "10", "--epochs", "1",
-          "--steps", "1", "--folds", "0", "--no-agr", "--out", str(small)])
+    main(
+        [
+            "small-data",
+            *TINY,
+            "--max-per-class",
+            "10",
+            "--epochs",
+            "1",
+            "--steps",
+            "1",
+            "--folds",
+            "0",
+            "--no-agr",
+            "--out",
+            str(small),
+        ]
+    )
     report = json.loads((small / "cv_report.json").read_text())
     assert report["max_per_class"] == 10
     assert report["n"] == 660 - 6 * 8  # the held fold plus everything above x
@@ -93,10 +155,12 @@ def test_demo_defaults_and_console_script():
     assert args.model == DEMO_DEFAULTS["model"] == "parallel_dr"
     assert args.data is None and args.image_size == DEMO_DEFAULTS["image_size"]
     script = shutil.which("keras-parcaps") or shutil.which(
-        "keras-parcaps", path=str(__import__("pathlib").Path(sys.executable).parent))
+        "keras-parcaps", path=str(__import__("pathlib").Path(sys.executable).parent)
+    )
     command = [script] if script else [sys.executable, "-m", "keras_parcaps.cli"]
-    result = subprocess.run([*command, "--help"], capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0
     for sub in ("demo", "train", "evaluate", "cross-validate", "small-data"):
         assert sub in result.stdout

@@ -16,23 +16,42 @@ from PIL import Image
 from keras_parcaps.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--model", "tests.training.tiny_models:tiny_capsnet", "--image-size", "24",
-        "--epochs", "1", "--steps", "2", "--no-agr", "--verbose", "0"]
+TINY = [
+    "--model",
+    "tests.training.tiny_models:tiny_capsnet",
+    "--image-size",
+    "24",
+    "--epochs",
+    "1",
+    "--steps",
+    "2",
+    "--no-agr",
+    "--verbose",
+    "0",
+]
 
 
 def _cli(*args, timeout=300):
     """Runs the real `keras-parcaps` in a subprocess."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "keras_parcaps.cli", *map(str, args)],
-                          cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_parcaps.cli", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _error_line(result):
     """The one line a refused command prints (and nothing like a traceback)."""
-    lines = [line for line in result.stderr.splitlines()
-             if line.startswith("keras-parcaps:")
-             and not line.startswith("keras-parcaps: warning")]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith("keras-parcaps:")
+        and not line.startswith("keras-parcaps: warning")
+    ]
     assert len(lines) == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     return lines[0]
@@ -43,15 +62,22 @@ def _main_error(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("keras-parcaps:")
-             and not line.startswith("keras-parcaps: warning")]
+    lines = [
+        line
+        for line in err.splitlines()
+        if line.startswith("keras-parcaps:")
+        and not line.startswith("keras-parcaps: warning")
+    ]
     assert len(lines) == 1 and "Traceback" not in err, err
     return exit_info.value.code, lines[0]
 
 
 def _files(folder):
-    return {str(p.relative_to(folder)): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _class_folders(root, names, per_class=3, size=30):
@@ -73,7 +99,8 @@ def finished_run(tmp_path_factory):
 
 
 def test_other_data_in_a_finished_run_is_refused_byte_for_byte(
-        finished_run, tmp_path, capsys):
+    finished_run, tmp_path, capsys
+):
     other = _class_folders(tmp_path / "other", ["EOS", "LYT"])
     before = _files(finished_run)
     result = _cli("train", *TINY, "--data", other, "--out", finished_run)
@@ -95,7 +122,9 @@ def test_overwrite_starts_over(tmp_path, capsys):
     other = _class_folders(tmp_path / "other", ["EOS", "LYT"], per_class=5)
     main(["train", *TINY, "--data", str(other), "--out", str(out), "--overwrite"])
     assert json.loads((out / "run.json").read_text())["fingerprint"]["classes"] == [
-        "EOS", "LYT"]
+        "EOS",
+        "LYT",
+    ]
     assert json.loads((out / "report.json").read_text())["n"] == 2  # one fold
 
 
@@ -104,8 +133,9 @@ def test_a_second_run_into_a_locked_folder_is_refused(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         out.mkdir()
-        (out / "run.lock").write_text(json.dumps({"pid": holder.pid,
-                                                  "host": os.uname().nodename}))
+        (out / "run.lock").write_text(
+            json.dumps({"pid": holder.pid, "host": os.uname().nodename})
+        )
         result = _cli("train", *TINY, "--out", out)
     finally:
         holder.kill()
@@ -135,16 +165,26 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
 def test_evaluate_checks_the_model_classes(finished_run, tmp_path, capsys):
     model_file = finished_run / "model.keras"
     other = _class_folders(tmp_path / "other", ["EOS", "XYZ"])
-    result = _cli("evaluate", model_file, "--data", other, "--no-agr",
-                  "--out", tmp_path / "eval")
+    result = _cli(
+        "evaluate", model_file, "--data", other, "--no-agr", "--out", tmp_path / "eval"
+    )
     assert result.returncode == 2
     line = _error_line(result)
     assert "EOS,XYZ" in line and "NGS,NGB,LYT,MON,EOS,BAS" in line
     assert not (tmp_path / "eval").exists()
     # A subset of the model's classes is evaluated against the model's list.
     subset = _class_folders(tmp_path / "subset", ["LYT", "NGS"])
-    main(["evaluate", str(model_file), "--data", str(subset), "--no-agr",
-          "--out", str(tmp_path / "eval")])
+    main(
+        [
+            "evaluate",
+            str(model_file),
+            "--data",
+            str(subset),
+            "--no-agr",
+            "--out",
+            str(tmp_path / "eval"),
+        ]
+    )
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["n"] == 6
     # A model saved without class names needs --class-names.
@@ -154,12 +194,24 @@ def test_evaluate_checks_the_model_classes(finished_run, tmp_path, capsys):
 
     plain = tmp_path / "plain.keras"
     keras.saving.load_model(model_file).save(plain)
-    code, line = _main_error(["evaluate", str(plain), "--data", str(subset),
-                              "--out", str(tmp_path / "e2")], capsys)
+    code, line = _main_error(
+        ["evaluate", str(plain), "--data", str(subset), "--out", str(tmp_path / "e2")],
+        capsys,
+    )
     assert code == 2 and "--class-names" in line
-    code, line = _main_error(["evaluate", str(plain), "--data", str(subset),
-                              "--class-names", "LYT,NGS", "--out",
-                              str(tmp_path / "e2")], capsys)
+    code, line = _main_error(
+        [
+            "evaluate",
+            str(plain),
+            "--data",
+            str(subset),
+            "--class-names",
+            "LYT,NGS",
+            "--out",
+            str(tmp_path / "e2"),
+        ],
+        capsys,
+    )
     assert code == 2 and "6 outputs but 2 class names" in line
 
 
@@ -180,8 +232,10 @@ BAD_ARGUMENTS = [
     (["--epochs", "two"], "--epochs"),
     (["--model", "parallel_dr", "--capsule-size", "17"], "capsule_size"),
     (["--model", "parallel_dr", "--capsule-layers", "99"], "capsule_layers"),
-    (["--model", "parallel_dr", "--model-option", "routing_iterations=-1"],
-     "routing_iterations"),
+    (
+        ["--model", "parallel_dr", "--model-option", "routing_iterations=-1"],
+        "routing_iterations",
+    ),
     (["--model", "parallel_dr", "--model-option", "bogus=1"], "bogus"),
     (["--model", "parallel_dr", "--model-option", "nokeyvalue"], "KEY=VALUE"),
     (["--model", "parallel_dr", "--image-size", "8"], "--image-size"),
@@ -191,8 +245,9 @@ BAD_ARGUMENTS = [
 
 
 @pytest.mark.parametrize("extra,culprit", BAD_ARGUMENTS)
-def test_bad_arguments_fail_in_one_line_before_any_work(extra, culprit, tmp_path,
-                                                        capsys):
+def test_bad_arguments_fail_in_one_line_before_any_work(
+    extra, culprit, tmp_path, capsys
+):
     out = tmp_path / "out"
     start = time.perf_counter()
     code, line = _main_error(["train", *TINY, *extra, "--out", str(out)], capsys)
@@ -202,12 +257,15 @@ def test_bad_arguments_fail_in_one_line_before_any_work(extra, culprit, tmp_path
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command", [
-    ["small-data", "--max-per-class", "0"],
-    ["small-data", "--max-per-class", "3"],  # fewer than the 5 folds
-    ["cross-validate", "--folds", "0,9"],
-    ["cross-validate", "--folds", "0,0"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["small-data", "--max-per-class", "0"],
+        ["small-data", "--max-per-class", "3"],  # fewer than the 5 folds
+        ["cross-validate", "--folds", "0,9"],
+        ["cross-validate", "--folds", "0,0"],
+    ],
+)
 def test_bad_fold_arguments(command, tmp_path, capsys):
     code, line = _main_error([*command, *TINY, "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and ("fold" in line or "max-per-class" in line)
@@ -234,8 +292,20 @@ def test_bad_images_are_all_named_up_front(tmp_path, capsys):
     assert "2 image(s) cannot be read" in line
     assert "EOS_0.jpg" in line and "LYT_1.jpg" in line and "--on-error skip" in line
     assert not out.exists()
-    main(["train", *TINY, "--data", str(data), "--on-error", "skip",
-          "--n-folds", "2", "--out", str(out)])
+    main(
+        [
+            "train",
+            *TINY,
+            "--data",
+            str(data),
+            "--on-error",
+            "skip",
+            "--n-folds",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert "Skipped 2 unreadable or missing image(s)" in capsys.readouterr().out
     info = json.loads((out / "run.json").read_text())
     assert info["fingerprint"]["train_images"] + info["val_images"] == 6
@@ -249,8 +319,9 @@ def test_os_errors_are_one_line(tmp_path, capsys):
         assert code == 2 and says in line
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"PK\x03\x04 this is not a model")
-    code, line = _main_error(["evaluate", str(junk), "--out",
-                              str(tmp_path / "eval")], capsys)
+    code, line = _main_error(
+        ["evaluate", str(junk), "--out", str(tmp_path / "eval")], capsys
+    )
     assert code == 2
     assert "junk.keras" in line and "not a readable .keras file" in line
     assert not (tmp_path / "eval").exists()

@@ -31,11 +31,13 @@ assert not plt.get_fignums(), "a figure was left open in pyplot"
     reason="backend-independent import check, run once (on PyTorch)",
 )
 def test_import_leaves_matplotlib_alone(tmp_path):
-    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(),
-           "MPLBACKEND": "svg"}
+    env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "MPLBACKEND": "svg"}
     result = subprocess.run(
         [sys.executable, "-c", _CHECK, str(tmp_path / "cm.png")],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "cm.png").stat().st_size > 0

@@ -60,8 +60,7 @@ def _check_codes(codes):
     for code in codes:
         if code not in AML_NAMES:
             raise ValueError(
-                f"Unknown AML class code {code!r}. Valid codes: "
-                f"{', '.join(AML_CODES)}."
+                f"Unknown AML class code {code!r}. Valid codes: {', '.join(AML_CODES)}."
             )
     return codes
 

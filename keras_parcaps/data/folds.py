@@ -73,9 +73,7 @@ def fold_split(folds, fold: int):
     folds = np.asarray(folds)
     n_folds = int(folds.max()) + 1
     if not 0 <= fold < n_folds:
-        raise ValueError(
-            f"`fold` must be in [0, {n_folds}). Received: fold={fold!r}"
-        )
+        raise ValueError(f"`fold` must be in [0, {n_folds}). Received: fold={fold!r}")
     return (
         np.flatnonzero((folds >= 0) & (folds != fold)),
         np.flatnonzero(folds == fold),

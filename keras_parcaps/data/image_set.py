@@ -210,8 +210,7 @@ class ImageSet:
             paths = [str(path) for path in paths]
             if len(paths) != len(labels):
                 raise ValueError(
-                    f"Got {len(paths)} paths and {len(labels)} labels; they "
-                    "must match."
+                    f"Got {len(paths)} paths and {len(labels)} labels; they must match."
                 )
         self.image_size = _image_size(image_size)
         if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):

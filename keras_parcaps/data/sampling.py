@@ -32,8 +32,16 @@ def to_model_input(images) -> np.ndarray:
 
 
 class _Batches(keras.utils.PyDataset):
-    def __init__(self, data, steps_per_epoch, augment, seed, num_shards=1,
-                 shard_index=0, **kwargs):
+    def __init__(
+        self,
+        data,
+        steps_per_epoch,
+        augment,
+        seed,
+        num_shards=1,
+        shard_index=0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if steps_per_epoch is not None:
             check_positive_int("steps_per_epoch", steps_per_epoch)
@@ -79,8 +87,7 @@ class _Batches(keras.utils.PyDataset):
         indices = indices[part]
         images = self.data.images(indices)
         if self.augment:
-            images = augment_images(images, rng=[self.seed, 7, step],
-                                    skip=part.start)
+            images = augment_images(images, rng=[self.seed, 7, step], skip=part.start)
         labels = keras.utils.to_categorical(
             self.data.labels[indices], self.data.num_classes
         )
@@ -141,11 +148,20 @@ class OnePerClassBatches(_Batches):
         True
     """
 
-    def __init__(self, data, steps_per_epoch: int = 500, augment: bool = True,
-                 seed: int = 0, images_per_class: int = 1, num_shards: int = 1,
-                 shard_index: int = 0, **kwargs):
-        super().__init__(data, steps_per_epoch, augment, seed, num_shards,
-                         shard_index, **kwargs)
+    def __init__(
+        self,
+        data,
+        steps_per_epoch: int = 500,
+        augment: bool = True,
+        seed: int = 0,
+        images_per_class: int = 1,
+        num_shards: int = 1,
+        shard_index: int = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            data, steps_per_epoch, augment, seed, num_shards, shard_index, **kwargs
+        )
         check_positive_int("images_per_class", images_per_class)
         self.images_per_class = images_per_class
         self.members = [
@@ -220,11 +236,21 @@ class ShuffledBatches(_Batches):
         [0, 1, 2, 3]
     """
 
-    def __init__(self, data, batch_size: int = 32, steps_per_epoch=None,
-                 shuffle: bool = True, augment: bool = False, seed: int = 0,
-                 num_shards: int = 1, shard_index: int = 0, **kwargs):
-        super().__init__(data, steps_per_epoch, augment, seed, num_shards,
-                         shard_index, **kwargs)
+    def __init__(
+        self,
+        data,
+        batch_size: int = 32,
+        steps_per_epoch=None,
+        shuffle: bool = True,
+        augment: bool = False,
+        seed: int = 0,
+        num_shards: int = 1,
+        shard_index: int = 0,
+        **kwargs,
+    ):
+        super().__init__(
+            data, steps_per_epoch, augment, seed, num_shards, shard_index, **kwargs
+        )
         check_positive_int("batch_size", batch_size)
         if not len(data):
             raise ValueError("`data` holds no image.")

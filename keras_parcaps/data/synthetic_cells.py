@@ -137,9 +137,10 @@ def draw_cell(code: str, size: int = 64, rng=None) -> np.ndarray:
     stretch = rng.uniform(0.9, 1.1)
     cell = _disc(u * stretch, v / stretch, 0, 0, 1.0, px / radius)
     grains = _texture(rng, size, sigma * size / 64)[..., None]
-    body = np.asarray(cytoplasm, np.float32) * (1 - grains) + np.asarray(
-        granule, np.float32
-    ) * grains
+    body = (
+        np.asarray(cytoplasm, np.float32) * (1 - grains)
+        + np.asarray(granule, np.float32) * grains
+    )
     if code == "MON":  # vacuoles: a few pale holes in the cytoplasm
         for _ in range(rng.integers(2, 5)):
             a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.55, 0.85)
@@ -208,9 +209,7 @@ def synthetic_cells(
         )
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(len(codes)), counts)
-    images = np.stack(
-        [draw_cell(codes[label], image_size, rng) for label in labels]
-    )
+    images = np.stack([draw_cell(codes[label], image_size, rng) for label in labels])
     return ImageSet(
         None,
         labels,

@@ -65,8 +65,9 @@ def evaluate_model(
         views = scores.argmax(-1)
         predicted = views[0]
     else:
-        scores = np.asarray(model.predict(to_model_input(images),
-                                          batch_size=batch_size, verbose=0))
+        scores = np.asarray(
+            model.predict(to_model_input(images), batch_size=batch_size, verbose=0)
+        )
         views, predicted = None, scores.argmax(-1)
     report = classification_report(
         data.labels, predicted, data.class_names, data.full_names, views
@@ -75,7 +76,8 @@ def evaluate_model(
         out_dir = Path(out_dir)
         files = write_report(report, out_dir, prefix)
         files["confusion_matrix"] = plot_confusion_matrix(
-            report["confusion_matrix"], data.class_names,
+            report["confusion_matrix"],
+            data.class_names,
             out_dir / f"{prefix}_confusion_matrix.png",
         )
         report["files"] = files

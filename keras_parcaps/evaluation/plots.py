@@ -69,8 +69,15 @@ def plot_confusion_matrix(matrix, class_names, path, normalize: bool = True) -> 
     ax.set_ylabel("true")
     threshold = shown.max() / 2 if shown.size else 0
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                color="white" if shown[i, j] > threshold else "black")
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if shown[i, j] > threshold else "black",
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return str(path)
@@ -124,8 +131,14 @@ def plot_training_curves(log_csv, path) -> str:
             continue
         values = [_number(row[key]) for row in rows]
         ax = left if "loss" in key else right
-        ax.plot(epochs, values, "--" if key.startswith("val_") else "-",
-                marker="o", markersize=3, label=key)
+        ax.plot(
+            epochs,
+            values,
+            "--" if key.startswith("val_") else "-",
+            marker="o",
+            markersize=3,
+            label=key,
+        )
     for ax, title in ((left, "loss"), (right, "metrics")):
         ax.set_xlabel("epoch")
         ax.set_title(title)

@@ -180,13 +180,23 @@ def write_report(report: dict, out_dir, prefix: str = "report") -> dict:
         writer.writerow(["code", "type_of_cell", "images", "precision", "sensitivity"])
         for row in report["classes"]:
             writer.writerow(
-                [row["code"], row["name"], row["images"],
-                 f"{row['precision']:.4f}", f"{row['sensitivity']:.4f}"]
+                [
+                    row["code"],
+                    row["name"],
+                    row["images"],
+                    f"{row['precision']:.4f}",
+                    f"{row['sensitivity']:.4f}",
+                ]
             )
         total = report["total"]
         writer.writerow(
-            ["", "Total", total["images"], f"{total['precision']:.4f}",
-             f"{total['sensitivity']:.4f}"]
+            [
+                "",
+                "Total",
+                total["images"],
+                f"{total['precision']:.4f}",
+                f"{total['sensitivity']:.4f}",
+            ]
         )
     paths["markdown"].write_text(
         format_summary(report) + "\n\n" + format_table(report) + "\n"

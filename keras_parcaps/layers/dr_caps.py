@@ -213,4 +213,3 @@ class DRCaps(keras.layers.Layer):
             }
         )
         return config
-

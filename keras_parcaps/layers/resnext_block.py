@@ -117,9 +117,7 @@ class ResNeXtBlock(keras.layers.Layer):
             name="grouped",
             **conv,
         )
-        self.grouped_norm = keras.layers.BatchNormalization(
-            name="grouped_norm", **norm
-        )
+        self.grouped_norm = keras.layers.BatchNormalization(name="grouped_norm", **norm)
         self.expand = keras.layers.Conv2D(f3, 1, name="expand", **conv)
         self.expand_norm = keras.layers.BatchNormalization(name="expand_norm", **norm)
         self.shortcut = None
@@ -176,9 +174,7 @@ class ResNeXtBlock(keras.layers.Layer):
         return keras.activations.relu(x + shortcut)
 
     def compute_output_shape(self, input_shape):
-        shape = self.grouped.compute_output_shape(
-            (*input_shape[:3], self.filters[0])
-        )
+        shape = self.grouped.compute_output_shape((*input_shape[:3], self.filters[0]))
         return (*shape[:3], self.filters[2])
 
     def get_config(self):

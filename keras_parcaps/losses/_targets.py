@@ -30,8 +30,12 @@ def one_hot_targets(y_true, y_pred):
     y_true = y_true if is_array else ops.convert_to_tensor(y_true)
     t_shape, p_shape = tuple(y_true.shape), tuple(y_pred.shape)
     integer = "int" in str(y_true.dtype)
-    if (integer and len(t_shape) == len(p_shape) and t_shape[-1:] == (1,)
-            and classes != 1):
+    if (
+        integer
+        and len(t_shape) == len(p_shape)
+        and t_shape[-1:] == (1,)
+        and classes != 1
+    ):
         y_true = ops.squeeze(y_true, -1) if not is_array else y_true[..., 0]
         t_shape = t_shape[:-1]
     if len(t_shape) == len(p_shape) - 1:

@@ -40,8 +40,7 @@ class WeightedAccuracy(keras.metrics.Metric):
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
     """
 
-    def __init__(self, num_classes: int, sparse: bool = False, name="wacc",
-                 dtype=None):
+    def __init__(self, num_classes: int, sparse: bool = False, name="wacc", dtype=None):
         super().__init__(name=name, dtype=dtype)
         check_positive_int("num_classes", num_classes, minimum=2)
         self.num_classes = num_classes

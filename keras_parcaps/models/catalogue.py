@@ -21,8 +21,12 @@ def _paper_network(name, builder, kind, **paper):
         choices=_CHOICES,
         # Capsule size 16, 3 capsule layers and the routing iterations of
         # the original papers (Table 1); the branches or Mid-Caps it chose.
-        paper={"capsule_size": 16, "capsule_layers": 3, "routing_iterations": 3,
-               **paper},
+        paper={
+            "capsule_size": 16,
+            "capsule_layers": 3,
+            "routing_iterations": 3,
+            **paper,
+        },
         max_branches_2_layers=limit,
     )
 
@@ -30,15 +34,26 @@ def _paper_network(name, builder, kind, **paper):
 CATALOGUE = {
     spec.name: spec
     for spec in (
-        _paper_network("parallel_dr", dr.build_parallel_dr, "dr", n_branches=12,
-                       max_branches_2_layers=dr.PRIMARY_LENGTH),
+        _paper_network(
+            "parallel_dr",
+            dr.build_parallel_dr,
+            "dr",
+            n_branches=12,
+            max_branches_2_layers=dr.PRIMARY_LENGTH,
+        ),
         _paper_network("dr", dr.build_dr, "dr", n_mid_caps=2),
-        _paper_network("parallel_em", em.build_parallel_em, "em", n_branches=10,
-                       max_branches_2_layers=em.PRIMARY_CAPS),
+        _paper_network(
+            "parallel_em",
+            em.build_parallel_em,
+            "em",
+            n_branches=10,
+            max_branches_2_layers=em.PRIMARY_CAPS,
+        ),
         _paper_network("em", em.build_em, "em", n_mid_caps=2),
         ModelSpec("resnext50", build_resnext50, "cnn"),
-        ModelSpec("sabour", build_sabour_capsnet, "dr",
-                  defaults={"reconstruction": False}),
+        ModelSpec(
+            "sabour", build_sabour_capsnet, "dr", defaults={"reconstruction": False}
+        ),
         ModelSpec("em_capsnet", build_em_capsnet, "em"),
     )
 }

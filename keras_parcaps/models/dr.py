@@ -127,11 +127,15 @@ def build_dr(
     caps = PrimaryCaps(PRIMARY_CAPS, PRIMARY_LENGTH, name="primary_caps")(x)
     for i in range(capsule_layers - 2):
         caps = DRCaps(
-            n_mid_caps, capsule_size, routing_iterations=routing_iterations,
+            n_mid_caps,
+            capsule_size,
+            routing_iterations=routing_iterations,
             name=f"mid_caps_{i + 1}",
         )(caps)
     caps = DRCaps(
-        num_classes, capsule_size, routing_iterations=routing_iterations,
+        num_classes,
+        capsule_size,
+        routing_iterations=routing_iterations,
         name="class_caps",
     )(caps)
     scores = CapsuleLength(name="length")(caps)
@@ -209,12 +213,12 @@ def build_parallel_dr(
     primary_length = PRIMARY_LENGTH
     if capsule_layers == 2:
         primary_length = PRIMARY_LENGTH // n_branches
-    branch = dr_branch(
-        features.shape[1:], capsule_size, capsule_layers, primary_length
-    )
+    branch = dr_branch(features.shape[1:], capsule_size, capsule_layers, primary_length)
     caps = ParallelBranch(branch, n_branches, name="branches")(features)
     caps = DRCaps(
-        num_classes, capsule_size, routing_iterations=routing_iterations,
+        num_classes,
+        capsule_size,
+        routing_iterations=routing_iterations,
         name="class_caps",
     )(caps)
     scores = CapsuleLength(name="length")(caps)

@@ -41,7 +41,11 @@ def _blocks(x, capsule_layers):
 
 def _primary_caps(x, num_capsules, capsule_size):
     return PrimaryCaps(
-        num_capsules, capsule_size, kernel_size=3, padding="same", kind="matrix",
+        num_capsules,
+        capsule_size,
+        kernel_size=3,
+        padding="same",
+        kind="matrix",
         name="primary_caps",
     )(x)
 

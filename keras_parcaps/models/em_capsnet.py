@@ -73,8 +73,13 @@ def build_em_capsnet(
     Reference:
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
     """
-    for name, value in (("num_classes", num_classes), ("A", A), ("B", B),
-                        ("C", C), ("D", D)):
+    for name, value in (
+        ("num_classes", num_classes),
+        ("A", A),
+        ("B", B),
+        ("C", C),
+        ("D", D),
+    ):
         check_positive_int(name, value)
     pose_side(capsule_size)
     if len(input_shape) != 3 or min(input_shape[:2]) < 17:

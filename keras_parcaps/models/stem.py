@@ -24,8 +24,9 @@ CAPSULE_SIZES = (9, 16, 25)
 CAPSULE_LAYERS = (2, 3, 4)
 
 
-def check_capsule_options(num_classes, capsule_size, capsule_layers,
-                          routing_iterations) -> None:
+def check_capsule_options(
+    num_classes, capsule_size, capsule_layers, routing_iterations
+) -> None:
     """Raises unless the options are ones the paper's networks take."""
     check_positive_int("num_classes", num_classes)
     check_choice("capsule_size", capsule_size, CAPSULE_SIZES)
@@ -84,9 +85,9 @@ def stem(inputs):
     x = keras.layers.Conv2D(
         64, 7, strides=2, padding="same", use_bias=False, name="stem_conv"
     )(x)
-    x = keras.layers.BatchNormalization(
-        momentum=BATCH_NORM_MOMENTUM, name="stem_norm"
-    )(x)
+    x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name="stem_norm")(
+        x
+    )
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = block([64, 64, 128], cardinality=16, name="stem_block_1")(x)
     return block([128, 128, 256], cardinality=32, name="stem_block_2")(x)
@@ -104,6 +105,10 @@ def block(filters, cardinality: int, name: str) -> ResNeXtBlock:
         The block, with `BATCH_NORM_MOMENTUM`.
     """
     return ResNeXtBlock(
-        filters, cardinality=cardinality, kernel_size=BLOCK_KERNEL, strides=2,
-        momentum=BATCH_NORM_MOMENTUM, name=name,
+        filters,
+        cardinality=cardinality,
+        kernel_size=BLOCK_KERNEL,
+        strides=2,
+        momentum=BATCH_NORM_MOMENTUM,
+        name=name,
     )

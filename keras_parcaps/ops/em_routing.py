@@ -63,9 +63,7 @@ def _flatten(votes):
     return ops.transpose(votes, (0, 2, 1, 3))
 
 
-def _m_step(
-    votes, activations, assignments, beta_a, beta_u, scale, lam, eps, prior
-):
+def _m_step(votes, activations, assignments, beta_a, beta_u, scale, lam, eps, prior):
     """M-step on `(n, j, i, d)` votes and `(n, j, i)` assignments; also
     returns `(V - mu)^2`."""
     n_out, n_in = votes.shape[1], votes.shape[2]
@@ -91,9 +89,7 @@ def _e_step(squares, variance, logits):
     `(n, j, i)` assignments."""
     if logits.shape[-1] == 1:
         return ops.ones_like(squares[..., 0])
-    distance = ops.squeeze(
-        ops.matmul(squares, ops.expand_dims(0.5 / variance, -1)), -1
-    )
+    distance = ops.squeeze(ops.matmul(squares, ops.expand_dims(0.5 / variance, -1)), -1)
     log_norm = 0.5 * ops.sum(ops.log(2.0 * math.pi * variance), axis=-1)
     log_r = ops.expand_dims(ops.log_sigmoid(logits) - log_norm, 2) - distance
     return ops.softmax(log_r, axis=1)

@@ -281,9 +281,9 @@ def _route_factored(inputs, kernel, routing_iterations, stop_gradient):
     # The first coupling is uniform: sum over the grid, then one contraction.
     last = routing_iterations == 1
     pooled = ops.sum(inputs if last else detached_inputs, axis=1)
-    sums = ops.einsum(
-        "btk,tkjd->bjd", pooled, kernel if last else detached_kernel
-    ) / n_out
+    sums = (
+        ops.einsum("btk,tkjd->bjd", pooled, kernel if last else detached_kernel) / n_out
+    )
     outputs = squash(sums)
     logits = None
     for i in range(1, routing_iterations):
@@ -298,4 +298,3 @@ def _route_factored(inputs, kernel, routing_iterations, stop_gradient):
         weighted = ops.einsum("bptj,bptk->btjk", coupling, u)
         outputs = squash(ops.einsum("btjk,tkjd->bjd", weighted, w))
     return outputs
-

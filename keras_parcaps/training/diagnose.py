@@ -23,8 +23,10 @@ VANISHING_GRADIENT = 1e-7
 def _balanced_sample(data, num_images, seed):
     """Up to `num_images` indices, taking the classes in turn."""
     rng = np.random.default_rng(seed)
-    members = [rng.permutation(np.flatnonzero(data.labels == c))
-               for c in range(data.num_classes)]
+    members = [
+        rng.permutation(np.flatnonzero(data.labels == c))
+        for c in range(data.num_classes)
+    ]
     picks = []
     for k in range(max((len(m) for m in members), default=0)):
         picks += [int(m[k]) for m in members if k < len(m)]
@@ -36,7 +38,8 @@ def _accuracy(model, x, labels, batch_size, num_classes=None):
     if num_classes is not None and scores.shape[-1] != num_classes:
         raise ValueError(
             f"The model outputs {scores.shape[-1]} class scores but `data` has "
-            f"{num_classes} classes.")
+            f"{num_classes} classes."
+        )
     predicted = scores.argmax(-1)
     return float(np.mean(predicted == labels)), predicted
 
@@ -61,25 +64,29 @@ def _statistics(model, batches, x, labels, batch_size):
     try:
         recalibrate_batch_norm(model, batches, num_batches=len(batches))
         exact = [
-            (keras.ops.convert_to_numpy(layer.moving_mean),
-             keras.ops.convert_to_numpy(layer.moving_variance))
+            (
+                keras.ops.convert_to_numpy(layer.moving_mean),
+                keras.ops.convert_to_numpy(layer.moving_variance),
+            )
             for layer in layers
         ]
         exact_acc, _ = _accuracy(model, x, labels, batch_size)
     finally:
         _restore(variables, saved)
     rows = []
-    for layer, (mean, var), (e_mean, e_var) in zip(layers, moving, exact,
-                                                   strict=True):
+    for layer, (mean, var), (e_mean, e_var) in zip(layers, moving, exact, strict=True):
         e_var = np.maximum(e_var, 1e-12)
-        rows.append({
-            "layer": layer.path,
-            # Median over channels of |log(moving / exact variance)|, and of
-            # the mean's offset in exact standard deviations.
-            "variance_gap": float(np.median(np.abs(np.log(
-                np.maximum(var, 1e-12) / e_var)))),
-            "mean_gap": float(np.median(np.abs(mean - e_mean) / np.sqrt(e_var))),
-        })
+        rows.append(
+            {
+                "layer": layer.path,
+                # Median over channels of |log(moving / exact variance)|, and of
+                # the mean's offset in exact standard deviations.
+                "variance_gap": float(
+                    np.median(np.abs(np.log(np.maximum(var, 1e-12) / e_var)))
+                ),
+                "mean_gap": float(np.median(np.abs(mean - e_mean) / np.sqrt(e_var))),
+            }
+        )
     rows.sort(key=lambda row: -row["variance_gap"] - row["mean_gap"])
     return {"accuracy_exact_statistics": exact_acc, "layers": rows}
 
@@ -117,8 +124,9 @@ def _gradient_norms(model, batches):
     clone.train_on_batch(x, y)
     after = _snapshot(clone.trainable_variables)
     norms = {}
-    for variable, old, new in zip(clone.trainable_variables, before, after,
-                                  strict=True):
+    for variable, old, new in zip(
+        clone.trainable_variables, before, after, strict=True
+    ):
         layer = variable.path.rsplit("/", 1)[0]
         norms.setdefault(layer, [0.0, 0.0])
         norms[layer][0] += float(np.sum((old - new) ** 2))
@@ -134,8 +142,9 @@ def _capsules(model, x, batch_size):
     from keras_parcaps.explain import explain_capsules
 
     try:
-        explanation = explain_capsules(model, x, orientations=False,
-                                       batch_size=batch_size)
+        explanation = explain_capsules(
+            model, x, orientations=False, batch_size=batch_size
+        )
     except ValueError:  # no routing layer: not a capsule network
         return None
     rows = []
@@ -150,19 +159,22 @@ def _capsules(model, x, batch_size):
             coupling = trace["assignments"][-1]
         n_out = coupling.shape[-1]
         entropy = -np.sum(coupling * np.log(np.maximum(coupling, 1e-12)), -1)
-        rows.append({
-            "layer": trace["name"],
-            "kind": trace["kind"],
-            "input_length_mean": None if inputs is None else float(np.mean(inputs)),
-            "output_length_mean": float(np.mean(outputs)),
-            "output_length_min": float(np.min(outputs)),
-            "output_length_max": float(np.max(outputs)),
-            "dead": float(np.mean(outputs < DEAD_LENGTH)),
-            "saturated": float(np.mean(outputs > SATURATED_LENGTH)),
-            # 1: uniform coupling (routing decided nothing); 0: one-hot.
-            "coupling_entropy": (float(np.mean(entropy) / math.log(n_out))
-                                 if n_out > 1 else None),
-        })
+        rows.append(
+            {
+                "layer": trace["name"],
+                "kind": trace["kind"],
+                "input_length_mean": None if inputs is None else float(np.mean(inputs)),
+                "output_length_mean": float(np.mean(outputs)),
+                "output_length_min": float(np.min(outputs)),
+                "output_length_max": float(np.max(outputs)),
+                "dead": float(np.mean(outputs < DEAD_LENGTH)),
+                "saturated": float(np.mean(outputs > SATURATED_LENGTH)),
+                # 1: uniform coupling (routing decided nothing); 0: one-hot.
+                "coupling_entropy": (
+                    float(np.mean(entropy) / math.log(n_out)) if n_out > 1 else None
+                ),
+            }
+        )
     return rows
 
 
@@ -172,11 +184,13 @@ def _warnings(report, class_names):
     predicted = report["classes_predicted"]
     if len(predicted) == 1:
         found.append(
-            f"collapsed: every image is called {predicted[0]} in inference mode")
+            f"collapsed: every image is called {predicted[0]} in inference mode"
+        )
     elif len(predicted) < max(2, math.ceil(len(class_names) / 2)):
         found.append(
             f"only {len(predicted)} of {len(class_names)} classes are ever "
-            f"predicted ({', '.join(predicted)})")
+            f"predicted ({', '.join(predicted)})"
+        )
     statistics = report["batch_norm"]
     if statistics is not None:
         exact = statistics["accuracy_exact_statistics"]
@@ -187,7 +201,8 @@ def _warnings(report, class_names):
                 f"inference accuracy {inference:.2f} against {exact:.2f} with exact "
                 f"statistics (worst layer {worst['layer']}: variance off by a factor "
                 f"{math.exp(worst['variance_gap']):.2f}, mean by "
-                f"{worst['mean_gap']:.2f} std)")
+                f"{worst['mean_gap']:.2f} std)"
+            )
     for row in report["capsules"] or []:
         if row["dead"] > 0.99:
             found.append(f"{row['layer']}: capsules all at length ~0 (dead)")
@@ -199,13 +214,21 @@ def _warnings(report, class_names):
             if not math.isfinite(norm["gradient"]):
                 found.append(f"{layer}: non-finite gradient")
             elif norm["relative"] < VANISHING_GRADIENT:
-                found.append(f"{layer}: vanishing gradient "
-                             f"({norm['relative']:.1e} of its weights)")
+                found.append(
+                    f"{layer}: vanishing gradient "
+                    f"({norm['relative']:.1e} of its weights)"
+                )
     return found
 
 
-def diagnose(model, data, num_images: int = 64, num_batches: int = 8,
-             batch_size: int = 32, seed: int = 0) -> dict:
+def diagnose(
+    model,
+    data,
+    num_images: int = 64,
+    num_batches: int = 8,
+    batch_size: int = 32,
+    seed: int = 0,
+) -> dict:
     """Health report of a (capsule) network on images it can be checked on.
 
     Everything a collapsed or stuck network shows, measured without changing
@@ -256,10 +279,10 @@ def diagnose(model, data, num_images: int = 64, num_batches: int = 8,
     picks = _balanced_sample(data, num_images, seed)
     x = to_model_input(data.images(picks))
     labels = data.labels[picks]
-    batches = OnePerClassBatches(data, steps_per_epoch=num_batches,
-                                 augment=False, seed=seed)
-    inference, predicted = _accuracy(model, x, labels, batch_size,
-                                     data.num_classes)
+    batches = OnePerClassBatches(
+        data, steps_per_epoch=num_batches, augment=False, seed=seed
+    )
+    inference, predicted = _accuracy(model, x, labels, batch_size, data.num_classes)
     report = {
         "images": int(len(picks)),
         "accuracy_inference": inference,
@@ -304,32 +327,39 @@ def format_diagnosis(report: dict) -> str:
         f"Accuracy on {report['images']} images: inference "
         f"{report['accuracy_inference']:.3f}, training mode "
         f"{report['accuracy_training_mode']:.3f}"
-        + ("" if statistics is None else
-           f", exact BatchNormalization statistics "
-           f"{statistics['accuracy_exact_statistics']:.3f}"))
+        + (
+            ""
+            if statistics is None
+            else f", exact BatchNormalization statistics "
+            f"{statistics['accuracy_exact_statistics']:.3f}"
+        )
+    )
     lines.append(f"Classes predicted: {', '.join(report['classes_predicted'])}")
     if statistics is not None:
         lines.append("BatchNormalization, largest gaps (moving vs exact):")
         for row in statistics["layers"][:5]:
-            lines.append(f"  {row['layer']}: variance x"
-                         f"{math.exp(row['variance_gap']):.3f}, mean "
-                         f"{row['mean_gap']:.3f} std")
+            lines.append(
+                f"  {row['layer']}: variance x"
+                f"{math.exp(row['variance_gap']):.3f}, mean "
+                f"{row['mean_gap']:.3f} std"
+            )
     if report["capsules"]:
-        lines.append("Capsules (length: mean [min, max]; dead; saturated; "
-                     "coupling entropy):")
+        lines.append(
+            "Capsules (length: mean [min, max]; dead; saturated; coupling entropy):"
+        )
         for row in report["capsules"]:
             entropy = row["coupling_entropy"]
             lines.append(
                 f"  {row['layer']}: {row['output_length_mean']:.3f} "
                 f"[{row['output_length_min']:.3f}, {row['output_length_max']:.3f}]; "
                 f"{row['dead']:.0%}; {row['saturated']:.0%}; "
-                + ("-" if entropy is None else f"{entropy:.2f}"))
+                + ("-" if entropy is None else f"{entropy:.2f}")
+            )
     gradients = report["gradients"]
     if "error" in gradients:
         lines.append(f"Gradients: not measured ({gradients['error']})")
     else:
         lines.append("Gradient norms (absolute, relative to the weights):")
         for layer, norm in gradients.items():
-            lines.append(f"  {layer}: {norm['gradient']:.2e}, "
-                         f"{norm['relative']:.2e}")
+            lines.append(f"  {layer}: {norm['gradient']:.2e}, {norm['relative']:.2e}")
     return "\n".join(lines)

@@ -92,13 +92,24 @@ def train_and_evaluate(
     with RunFolder(out_dir) as run:
         if not train_options.get("overwrite"):
             # Refuse another run's folder before building the model.
-            run.check({**data_fingerprint(train_data),
-                       **(train_options.get("fingerprint") or {})})
-        model = _build_and_train(builder, train_data, test_data, out_dir,
-                                 epochs, steps_per_epoch, validate, distribute,
-                                 train_options)
-        report = evaluate_model(model, test_data, out_dir,
-                                orientations=orientations)
+            run.check(
+                {
+                    **data_fingerprint(train_data),
+                    **(train_options.get("fingerprint") or {}),
+                }
+            )
+        model = _build_and_train(
+            builder,
+            train_data,
+            test_data,
+            out_dir,
+            epochs,
+            steps_per_epoch,
+            validate,
+            distribute,
+            train_options,
+        )
+        report = evaluate_model(model, test_data, out_dir, orientations=orientations)
         if (out_dir / "log.csv").is_file():
             report["files"]["training_curves"] = plot_training_curves(
                 out_dir / "log.csv", out_dir / "training_curves.png"
@@ -106,8 +117,17 @@ def train_and_evaluate(
     return report
 
 
-def _build_and_train(builder, train_data, test_data, out_dir, epochs,
-                     steps_per_epoch, validate, distribute, train_options):
+def _build_and_train(
+    builder,
+    train_data,
+    test_data,
+    out_dir,
+    epochs,
+    steps_per_epoch,
+    validate,
+    distribute,
+    train_options,
+):
     with data_parallel() if distribute else contextlib.nullcontext() as devices:
         if distribute:
             train_options.setdefault(
@@ -135,8 +155,9 @@ def _build_and_train(builder, train_data, test_data, out_dir, epochs,
     return model
 
 
-def _folds_run(builder, data, folds, out_dir, run_folds, test_of, extra=None,
-               **options):
+def _folds_run(
+    builder, data, folds, out_dir, run_folds, test_of, extra=None, **options
+):
     out_dir = Path(out_dir)
     n_folds = int(folds.max()) + 1
     run_folds = list(range(n_folds)) if run_folds is None else list(run_folds)
@@ -151,8 +172,15 @@ def _folds_run(builder, data, folds, out_dir, run_folds, test_of, extra=None,
             out_dir / f"fold_{fold}",
             **options,
         )
-        per_fold.append({"fold": fold, "acc": report["acc"], "wacc": report["wacc"],
-                         "agr": report["agr"], "n": report["n"]})
+        per_fold.append(
+            {
+                "fold": fold,
+                "acc": report["acc"],
+                "wacc": report["wacc"],
+                "agr": report["agr"],
+                "n": report["n"],
+            }
+        )
         truth.append(data.labels[test_idx])
         predicted.append(np.asarray(report["predictions"]))
         if report.get("orientation_predictions") is not None:
@@ -242,9 +270,16 @@ def cross_validate(
     if folds is None:
         folds = stratified_folds(data.labels, n_folds, seed)
     folds = np.asarray(folds)
-    return _folds_run(builder, data, folds, out_dir, run_folds,
-                      lambda fold: fold_split(folds, fold)[1], seed=seed,
-                      **options)
+    return _folds_run(
+        builder,
+        data,
+        folds,
+        out_dir,
+        run_folds,
+        lambda fold: fold_split(folds, fold)[1],
+        seed=seed,
+        **options,
+    )
 
 
 def small_data(
@@ -307,6 +342,14 @@ def small_data(
     def test_of(fold):
         return np.concatenate([fold_split(folds, fold)[1], rest])
 
-    return _folds_run(builder, data, folds, out_dir, run_folds, test_of,
-                      extra={"max_per_class": max_per_class}, seed=seed,
-                      **options)
+    return _folds_run(
+        builder,
+        data,
+        folds,
+        out_dir,
+        run_folds,
+        test_of,
+        extra={"max_per_class": max_per_class},
+        seed=seed,
+        **options,
+    )

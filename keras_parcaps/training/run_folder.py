@@ -308,7 +308,8 @@ class RunFolder:
             return
         header, body = rows[0], rows[1:]
         kept = [
-            row for row in body
+            row
+            for row in body
             if len(row) == len(header) and row[0].isdigit() and int(row[0]) < epochs
         ]
         if kept == body:

@@ -53,8 +53,9 @@ def batch_norm_layers(model) -> list:
     return found
 
 
-def recalibrate_batch_norm(model, batches, num_batches: int = 32,
-                           group: int = 16) -> int:
+def recalibrate_batch_norm(
+    model, batches, num_batches: int = 32, group: int = 16
+) -> int:
     """Sets every BatchNormalization's moving statistics to precise averages.
 
     Moving averages trail the batch statistics while the weights move; with
@@ -164,18 +165,19 @@ def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
             "The model has no loss: compile it first (the kp.models builders "
             "return compiled models)."
         )
-    return compile_model(
-        model, learning_rate=learning_rate, num_classes=num_classes
-    )
+    return compile_model(model, learning_rate=learning_rate, num_classes=num_classes)
 
 
-def _training_batches(data, steps_per_epoch, batch_size, augment, seed,
-                      images_per_class):
+def _training_batches(
+    data, steps_per_epoch, batch_size, augment, seed, images_per_class
+):
     if batch_size is None:
-        return OnePerClassBatches(data, steps_per_epoch, augment, seed,
-                                  images_per_class)
-    return ShuffledBatches(data, batch_size, steps_per_epoch, augment=augment,
-                           seed=seed)
+        return OnePerClassBatches(
+            data, steps_per_epoch, augment, seed, images_per_class
+        )
+    return ShuffledBatches(
+        data, batch_size, steps_per_epoch, augment=augment, seed=seed
+    )
 
 
 def _digest(*parts) -> str:
@@ -189,8 +191,9 @@ def _data_digest(data) -> str:
     """File names and labels; the pixels of a set built from arrays."""
     paths = data.paths
     if paths and paths[0].startswith("<image "):
-        return _digest(np.ascontiguousarray(data.images()).tobytes(),
-                       data.labels.tobytes())
+        return _digest(
+            np.ascontiguousarray(data.images()).tobytes(), data.labels.tobytes()
+        )
     names = [path.replace("\\", "/").rsplit("/", 2)[-2:] for path in paths]
     return _digest(names, data.labels.tobytes())
 
@@ -217,8 +220,7 @@ def data_fingerprint(data) -> dict:
 
 
 def _fingerprint(model, data, **settings) -> dict:
-    return {**data_fingerprint(data), "model_digest": _model_digest(model),
-            **settings}
+    return {**data_fingerprint(data), "model_digest": _model_digest(model), **settings}
 
 
 def _load_finished(model, run, verbose) -> bool:
@@ -238,8 +240,10 @@ def _load_finished(model, run, verbose) -> bool:
         )
         return False
     if verbose:
-        print(f"{run.path} holds a finished run of {run.finished_epochs} "
-              "epoch(s): nothing to train.")
+        print(
+            f"{run.path} holds a finished run of {run.finished_epochs} "
+            "epoch(s): nothing to train."
+        )
     return True
 
 
@@ -247,8 +251,10 @@ def _resume(model, run, verbose) -> int:
     epoch = run.restore(model)
     run.trim_log(epoch)
     if epoch and verbose:
-        print(f"Resuming {run.path} after epoch {epoch} "
-              f"({run.checkpoint_path(epoch).name}).")
+        print(
+            f"Resuming {run.path} after epoch {epoch} "
+            f"({run.checkpoint_path(epoch).name})."
+        )
     return epoch
 
 
@@ -362,29 +368,39 @@ def train(
     check_positive_int("steps_per_epoch", steps_per_epoch)
     if isinstance(learning_rate, bool) or not (
         isinstance(learning_rate, (int, float))
-        and math.isfinite(learning_rate) and learning_rate > 0
+        and math.isfinite(learning_rate)
+        and learning_rate > 0
     ):
         raise ValueError(
             "`learning_rate` must be a positive finite number. "
             f"Received: learning_rate={learning_rate!r}"
         )
-    batches = _training_batches(train_data, steps_per_epoch, batch_size,
-                                augment, seed, images_per_class)
+    batches = _training_batches(
+        train_data, steps_per_epoch, batch_size, augment, seed, images_per_class
+    )
     validation = None
     if val_data is not None:
         validation = ShuffledBatches(val_data, 32, shuffle=False)
     fingerprint = {
         **_fingerprint(
-            model, train_data, seed=seed, learning_rate=learning_rate,
-            steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+            model,
+            train_data,
+            seed=seed,
+            learning_rate=learning_rate,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=batch_size,
             images_per_class=images_per_class if batch_size is None else None,
             augment=augment,
         ),
         **(fingerprint or {}),
     }
     with RunFolder(out_dir) as run:
-        run.start(fingerprint, overwrite, epochs=epochs,
-                  val_images=None if val_data is None else len(val_data))
+        run.start(
+            fingerprint,
+            overwrite,
+            epochs=epochs,
+            val_images=None if val_data is None else len(val_data),
+        )
         if recompile:
             compile_for_training(model, train_data.num_classes, learning_rate)
         if run.finished_epochs >= epochs and _load_finished(model, run, verbose):
@@ -408,7 +424,8 @@ def train(
         )
         if recalibrate_bn:
             recalibrate_batch_norm(model, batches)
-        saving.save_model(model, run.model_path, train_data.class_names,
-                          train_data.image_size)
+        saving.save_model(
+            model, run.model_path, train_data.class_names, train_data.image_size
+        )
         run.finish(epochs)
     return history

@@ -190,12 +190,13 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         self.num_classes = num_classes
         self.branches = _check_range("branches", branches)
         spec = _SPECS[kind]
-        self.capsule_sizes = _check_choices("capsule_sizes", capsule_sizes,
-                                            spec.choices["capsule_size"])
-        self.capsule_layers = _check_choices("capsule_layers", capsule_layers,
-                                             spec.choices["capsule_layers"])
-        self.routing_iterations = _check_range("routing_iterations",
-                                               routing_iterations)
+        self.capsule_sizes = _check_choices(
+            "capsule_sizes", capsule_sizes, spec.choices["capsule_size"]
+        )
+        self.capsule_layers = _check_choices(
+            "capsule_layers", capsule_layers, spec.choices["capsule_layers"]
+        )
+        self.routing_iterations = _check_range("routing_iterations", routing_iterations)
         limit = spec.max_branches_2_layers
         if parallel and 2 in self.capsule_layers and self.branches[1] > limit:
             raise ValueError(
@@ -229,19 +230,27 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
             "kind": hp.Fixed("kind", self.kind),
             "parallel": hp.Fixed("parallel", self.parallel),
             "branches": hp.Int(
-                "branches", low, high, step=step,
+                "branches",
+                low,
+                high,
+                step=step,
                 default=_default(paper["branches"], low, high, step),
             ),
             "capsule_size": hp.Choice(
-                "capsule_size", list(self.capsule_sizes),
+                "capsule_size",
+                list(self.capsule_sizes),
                 default=_nearest(paper["capsule_size"], self.capsule_sizes),
             ),
             "capsule_layers": hp.Choice(
-                "capsule_layers", list(self.capsule_layers),
+                "capsule_layers",
+                list(self.capsule_layers),
                 default=_nearest(paper["capsule_layers"], self.capsule_layers),
             ),
             "routing_iterations": hp.Int(
-                "routing_iterations", r_low, r_high, step=r_step,
+                "routing_iterations",
+                r_low,
+                r_high,
+                step=r_step,
                 default=_default(paper["routing_iterations"], r_low, r_high, r_step),
             ),
         }

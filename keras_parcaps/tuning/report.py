@@ -186,8 +186,9 @@ def plot_branch_search(rows, path, title: str | None = None) -> Path:
     if curves:
         axes.legend(fontsize="small")
     else:
-        axes.text(0.5, 0.5, "no finished trial yet", ha="center",
-                  transform=axes.transAxes)
+        axes.text(
+            0.5, 0.5, "no finished trial yet", ha="center", transform=axes.transAxes
+        )
     if title:
         axes.set_title(title)
     figure.tight_layout()

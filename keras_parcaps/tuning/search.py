@@ -192,8 +192,14 @@ def search_branches(
         )
         project = kind if hypermodel.parallel else f"{kind}_nonparallel"
         tuners[kind] = make_tuner(
-            hypermodel, directory, project, tuner=tuner, max_trials=max_trials,
-            max_epochs=epochs, seed=seed, **(tuner_options or {}),
+            hypermodel,
+            directory,
+            project,
+            tuner=tuner,
+            max_trials=max_trials,
+            max_epochs=epochs,
+            seed=seed,
+            **(tuner_options or {}),
         )
         tuners[kind].search(
             batches, validation_data=validation, epochs=epochs, verbose=verbose

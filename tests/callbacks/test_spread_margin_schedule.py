@@ -37,7 +37,11 @@ def test_margin_moves_per_epoch_inside_the_compiled_step():
     x, y = _data()
     a = model.predict(x, verbose=0)
     history = model.fit(
-        x, y, batch_size=8, epochs=4, verbose=0,
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        verbose=0,
         callbacks=[SpreadMarginSchedule(0.2, 0.9, ramp_length=3)],
     )
     margins = [0.2 + 0.7 * min(1, e / 3) for e in range(4)]
@@ -55,12 +59,14 @@ def test_margin_moves_per_step_and_resumes_from_a_saved_model(tmp_path):
     schedule = SpreadMarginSchedule(
         0.2, 0.9, ramp_length=8, unit="step", update_every=2
     )
-    history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False,
-                        callbacks=[schedule])
+    history = model.fit(
+        x, y, batch_size=2, epochs=1, verbose=0, shuffle=False, callbacks=[schedule]
+    )
     # Steps 0..3 use margins at steps 0, 0, 2, 2.
     per_step = [
-        numpy_spread_loss(y[2 * k: 2 * k + 2], a[2 * k: 2 * k + 2],
-                          schedule.margin_at(2 * (k // 2))).mean()
+        numpy_spread_loss(
+            y[2 * k : 2 * k + 2], a[2 * k : 2 * k + 2], schedule.margin_at(2 * (k // 2))
+        ).mean()
         for k in range(4)
     ]
     np.testing.assert_allclose(history.history["loss"][0], np.mean(per_step), rtol=1e-4)
@@ -72,11 +78,15 @@ def test_margin_moves_per_step_and_resumes_from_a_saved_model(tmp_path):
     assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 4
     assert loaded.loss.margin == pytest.approx(schedule.margin_at(2))
     resumed = SpreadMarginSchedule(0.2, 0.9, ramp_length=8, unit="step", update_every=2)
-    history = loaded.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False,
-                         callbacks=[resumed])
+    history = loaded.fit(
+        x, y, batch_size=2, epochs=1, verbose=0, shuffle=False, callbacks=[resumed]
+    )
     per_step = [
-        numpy_spread_loss(y[2 * k: 2 * k + 2], a[2 * k: 2 * k + 2],
-                          resumed.margin_at(4 + 2 * (k // 2))).mean()
+        numpy_spread_loss(
+            y[2 * k : 2 * k + 2],
+            a[2 * k : 2 * k + 2],
+            resumed.margin_at(4 + 2 * (k // 2)),
+        ).mean()
         for k in range(4)
     ]
     np.testing.assert_allclose(history.history["loss"][0], np.mean(per_step), rtol=1e-4)
@@ -87,7 +97,12 @@ def test_epoch_schedule_resumes_with_initial_epoch():
     model = _frozen_model()
     x, y = _data()
     history = model.fit(
-        x, y, batch_size=8, epochs=6, initial_epoch=4, verbose=0,
+        x,
+        y,
+        batch_size=8,
+        epochs=6,
+        initial_epoch=4,
+        verbose=0,
         callbacks=[SpreadMarginSchedule(0.2, 0.9, ramp_length=7)],
     )
     np.testing.assert_allclose(history.history["spread_margin"], [0.6, 0.7])

@@ -14,11 +14,21 @@ from tests.data.shared_data import shared_data
 
 # Table 2 of the paper, typed in independently of kp.data.AML_CLASSES.
 PAPER_TABLE_2 = {
-    "Neutrophil (segm.)": 8484, "Neutrophil (band)": 109,
-    "Lymphocyte (typ.)": 3937, "Lymphocyte (atyp.)": 11, "Monocyte": 1789,
-    "Eosinophil": 424, "Basophil": 79, "Myeloblast": 3268, "Promyelocyte": 70,
-    "Promyelocyte (bil.)": 18, "Myelocyte": 42, "Metamyelocyte": 15,
-    "Monoblast": 26, "Erythroblast": 78, "Smudge cell": 15,
+    "Neutrophil (segm.)": 8484,
+    "Neutrophil (band)": 109,
+    "Lymphocyte (typ.)": 3937,
+    "Lymphocyte (atyp.)": 11,
+    "Monocyte": 1789,
+    "Eosinophil": 424,
+    "Basophil": 79,
+    "Myeloblast": 3268,
+    "Promyelocyte": 70,
+    "Promyelocyte (bil.)": 18,
+    "Myelocyte": 42,
+    "Metamyelocyte": 15,
+    "Monoblast": 26,
+    "Erythroblast": 78,
+    "Smudge cell": 15,
 }
 
 
@@ -115,9 +125,7 @@ def test_load_aml_reannotated(aml_tree):
     assert len(data) == len(kept) == len(chosen) - 1
     expected = [AML_CODES.index(f[1] if f[2] == "nan" else f[2]) for f in kept]
     assert data.labels.tolist() == expected
-    assert sorted(data.labels.tolist()) != sorted(
-        AML_CODES.index(f[1]) for f in kept
-    )
+    assert sorted(data.labels.tolist()) != sorted(AML_CODES.index(f[1]) for f in kept)
 
 
 def test_load_aml_subset_of_classes(aml_tree):
@@ -160,9 +168,13 @@ def test_annotation_paths_leaving_the_root_are_rejected(tmp_path):
     (root / "NGS").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(root / "NGS" / "NGS_0001.tiff")
     Image.new("RGB", (8, 8)).save(tmp_path / "outside.tiff")
-    for listed in ("../outside.tiff", str(tmp_path / "outside.tiff"),
-                   "NGS/../../outside.tiff"):
+    for listed in (
+        "../outside.tiff",
+        str(tmp_path / "outside.tiff"),
+        "NGS/../../outside.tiff",
+    ):
         (root / "annotations.dat").write_text(
-            f"NGS/NGS_0001.tiff NGS nan nan\n{listed} NGS nan nan\n")
+            f"NGS/NGS_0001.tiff NGS nan nan\n{listed} NGS nan nan\n"
+        )
         with pytest.raises(ValueError, match="outside the dataset folder"):
             load_aml(root, image_size=8)

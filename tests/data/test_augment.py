@@ -29,8 +29,9 @@ def test_flips_only_gives_flipped_copies(rng):
 
 def test_no_augmentation_is_identity(rng):
     images = rng.random((3, 6, 6, 2)).astype(np.float32)
-    out = augment_images(images, 0, flip_up_down=False, flip_left_right=False,
-                         max_rotation=0)
+    out = augment_images(
+        images, 0, flip_up_down=False, flip_left_right=False, max_rotation=0
+    )
     assert np.array_equal(out, images)
 
 
@@ -39,8 +40,9 @@ def test_rotation_matches_scipy(rng):
     out = augment_images(images, 5, flip_up_down=False, flip_left_right=False)
     # With the flips disabled the only draw is the angle.
     angle = np.random.default_rng(5).uniform(0, 180)
-    expected = ndimage.rotate(images[0], angle, axes=(1, 0), reshape=False,
-                              order=1, mode="reflect")
+    expected = ndimage.rotate(
+        images[0], angle, axes=(1, 0), reshape=False, order=1, mode="reflect"
+    )
     assert np.allclose(out[0], expected)
     # A negligible angle leaves the image as it was.
     square = np.zeros((1, 7, 7, 1), np.float32)

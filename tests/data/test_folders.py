@@ -17,6 +17,7 @@ def _save(path, array, mode=None, format=None):
 @pytest.fixture
 def tree(tmp_path, rng):
     """Three classes, every format and mode, mixed sizes."""
+
     def noise(h, w):
         return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -128,7 +129,11 @@ def test_real_jpegs():
     root = shared_data("bccd_wbc")
     data = load_class_folders(root, image_size=32, cache=False)
     assert data.class_names == [
-        "Basophil", "Eosinophil", "Lymphocyte", "Monocyte", "Neutrophil"
+        "Basophil",
+        "Eosinophil",
+        "Lymphocyte",
+        "Monocyte",
+        "Neutrophil",
     ]
     assert data.class_counts().tolist() == [3, 88, 33, 20, 207]
     assert data.images(np.arange(4)).shape == (4, 32, 32, 3)

@@ -12,8 +12,9 @@ def test_stratified_disjoint_and_complete():
     labels = _labels()
     folds = stratified_folds(labels, 5, seed=1)
     assert folds.min() == 0 and folds.max() == 4
-    per_fold = np.array([np.bincount(labels[folds == k], minlength=5)
-                         for k in range(5)])
+    per_fold = np.array(
+        [np.bincount(labels[folds == k], minlength=5) for k in range(5)]
+    )
     assert np.array_equal(per_fold.sum(0), np.bincount(labels))
     assert (per_fold.max(0) - per_fold.min(0) <= 1).all()  # stratified
     assert per_fold[:, 4].tolist().count(1) == 3  # 3 images: 3 folds get one

@@ -11,8 +11,7 @@ def _data(counts, size=6):
         np.arange(len(labels), dtype=np.uint8)[:, None, None, None],
         (len(labels), size, size, 3),
     )
-    return ImageSet(None, labels, [f"c{i}" for i in range(len(counts))],
-                    images=images)
+    return ImageSet(None, labels, [f"c{i}" for i in range(len(counts))], images=images)
 
 
 def test_one_per_class_every_batch():

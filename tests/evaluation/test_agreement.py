@@ -23,18 +23,22 @@ def test_invariant_model_agrees_fully_and_other_does_not(rng):
     # Zero-mean float images go to the model as they are.
     images = rng.normal(size=(24, 8, 8, 3)).astype("float32")
     # Global average pooling ignores where pixels are: invariant by design.
-    invariant = keras.Sequential([
-        keras.Input((8, 8, 3)),
-        keras.layers.Conv2D(4, 1, activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(3),
-    ])
+    invariant = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 1, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3),
+        ]
+    )
     # A dense layer on the flattened image sees the orientation.
-    sensitive = keras.Sequential([
-        keras.Input((8, 8, 3)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(3),
-    ])
+    sensitive = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
     views = predict_orientations(invariant, images)
     assert views.shape == (8, 24, 3)
     assert np.allclose(views, views[:1], atol=1e-5)

@@ -20,8 +20,13 @@ def _numpy_rows(y_true, y_pred, k):
         tp = np.sum((y_pred == c) & (y_true == c))
         predicted = np.sum(y_pred == c)
         actual = np.sum(y_true == c)
-        rows.append((actual, tp / predicted if predicted else 0.0,
-                     tp / actual if actual else 0.0))
+        rows.append(
+            (
+                actual,
+                tp / predicted if predicted else 0.0,
+                tp / actual if actual else 0.0,
+            )
+        )
     return rows
 
 
@@ -29,11 +34,11 @@ def test_report_against_numpy(rng):
     y_true = rng.integers(0, 4, 200)
     y_pred = np.where(rng.random(200) < 0.7, y_true, rng.integers(0, 4, 200))
     y_pred[y_pred == 3] = 2  # class 3 is never predicted: precision 0
-    report = classification_report(y_true, y_pred, list("abcd"),
-                                   ["A a", "B b", "C c", "D d"])
+    report = classification_report(
+        y_true, y_pred, list("abcd"), ["A a", "B b", "C c", "D d"]
+    )
     rows = _numpy_rows(y_true, y_pred, 4)
-    for row, (n, precision, sensitivity) in zip(report["classes"], rows,
-                                                strict=True):
+    for row, (n, precision, sensitivity) in zip(report["classes"], rows, strict=True):
         assert row["images"] == n
         assert np.isclose(row["precision"], precision)
         assert np.isclose(row["sensitivity"], sensitivity)
@@ -56,8 +61,12 @@ def test_total_skips_absent_classes():
 
 
 def test_files(tmp_path):
-    report = classification_report([0, 1, 1, 2], [0, 1, 2, 2], ["x", "y", "z"],
-                                   orientation_predictions=np.zeros((8, 4), int))
+    report = classification_report(
+        [0, 1, 1, 2],
+        [0, 1, 2, 2],
+        ["x", "y", "z"],
+        orientation_predictions=np.zeros((8, 4), int),
+    )
     assert report["agr"] == 1.0
     paths = write_report(report, tmp_path)
     assert json.loads(open(paths["json"]).read())["acc"] == 0.75
@@ -66,12 +75,14 @@ def test_files(tmp_path):
     assert rows[0] == ["code", "type_of_cell", "images", "precision", "sensitivity"]
     assert rows[-1][:3] == ["", "Total", "4"]
     assert "| Total | 4 |" in format_table(report)
-    png = plot_confusion_matrix(report["confusion_matrix"], ["x", "y", "z"],
-                                tmp_path / "cm.png")
+    png = plot_confusion_matrix(
+        report["confusion_matrix"], ["x", "y", "z"], tmp_path / "cm.png"
+    )
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     log = tmp_path / "log.csv"
-    log.write_text("epoch,acc,loss,val_acc,val_loss\n0,0.5,1.0,0.4,1.1\n"
-                   "1,0.7,0.8,0.6,0.9\n")
+    log.write_text(
+        "epoch,acc,loss,val_acc,val_loss\n0,0.5,1.0,0.4,1.1\n1,0.7,0.8,0.6,0.9\n"
+    )
     curves = plot_training_curves(log, tmp_path / "curves.png")
     assert open(curves, "rb").read(4) == b"\x89PNG"
 
@@ -83,13 +94,17 @@ def test_evaluate_model(tmp_path):
     images[3:] = 255
     data = ImageSet(None, [0, 0, 0, 1, 1, 1], ["dark", "light"], images=images)
     # Mean brightness decides: dark -> class 0, light -> class 1.
-    model = keras.Sequential([
-        keras.Input((4, 4, 3)),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant(
-            [[-1.0, 1.0]] * 3), bias_initializer=keras.initializers.Constant(
-            [1.5, -1.5])),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(
+                2,
+                kernel_initializer=keras.initializers.Constant([[-1.0, 1.0]] * 3),
+                bias_initializer=keras.initializers.Constant([1.5, -1.5]),
+            ),
+        ]
+    )
     report = evaluate_model(model, data, tmp_path)
     assert report["acc"] == 1.0 and report["agr"] == 1.0
     assert report["predictions"] == [0, 0, 0, 1, 1, 1]

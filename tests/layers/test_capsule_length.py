@@ -9,8 +9,12 @@ from tests.layer_checks import run_layer_checks
 def test_layer_checks():
     # CapsuleLength has no weights: the fit step only checks a finite loss.
     run_layer_checks(
-        CapsuleLength, {}, (None, 5, 4), (None, 5),
-        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+        CapsuleLength,
+        {},
+        (None, 5, 4),
+        (None, 5),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
     )
 
 

@@ -8,8 +8,12 @@ from tests.layer_checks import run_layer_checks
 
 def test_layer_checks():
     run_layer_checks(
-        CapsuleMask, {}, (None, 4, 3), (None, 12),
-        expected_num_trainable_weights=0, expected_num_non_trainable_weights=0,
+        CapsuleMask,
+        {},
+        (None, 4, 3),
+        (None, 12),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
     )
 
 

@@ -37,8 +37,12 @@ from tests.ops.test_routing import numpy_procedure_1
 )
 def test_layer_checks(kwargs, input_shape, output_shape):
     run_layer_checks(
-        DRCaps, kwargs, input_shape, output_shape,
-        expected_num_trainable_weights=1, expected_num_non_trainable_weights=0,
+        DRCaps,
+        kwargs,
+        input_shape,
+        output_shape,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
     )
 
 

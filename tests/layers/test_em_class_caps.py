@@ -15,17 +15,24 @@ from tests.ops.test_em_routing import numpy_em_routing
     "kwargs, input_shape, output_shape",
     [
         ({"num_classes": 3}, (None, 2, 2, 3, 17), (None, 3, 17)),
-        ({"num_classes": 4, "coordinate_addition": True, "routing_iterations": 2},
-         (None, 3, 2, 2, 10), (None, 4, 10)),
+        (
+            {"num_classes": 4, "coordinate_addition": True, "routing_iterations": 2},
+            (None, 3, 2, 2, 10),
+            (None, 4, 10),
+        ),
     ],
 )
 def test_layer_checks(kwargs, input_shape, output_shape):
     rng = np.random.default_rng(0)
     run_layer_checks(
-        EMClassCaps, kwargs, input_shape, output_shape,
+        EMClassCaps,
+        kwargs,
+        input_shape,
+        output_shape,
         input_fn=lambda b: matrix_capsules(rng, (b, *input_shape[1:])),
         # kernel, beta_a, beta_u
-        expected_num_trainable_weights=3, expected_num_non_trainable_weights=0,
+        expected_num_trainable_weights=3,
+        expected_num_non_trainable_weights=0,
     )
 
 

@@ -19,22 +19,40 @@ def matrix_capsules(rng, shape):
 @pytest.mark.parametrize(
     "kwargs, input_shape, output_shape",
     [
-        ({"num_capsules": 3, "kernel_size": 3, "strides": 2},
-         (None, 5, 5, 2, 17), (None, 2, 2, 3, 17)),
-        ({"num_capsules": 2, "kernel_size": 3, "strides": 2, "padding": "same",
-          "routing_iterations": 2},
-         (None, 5, 4, 2, 10), (None, 3, 2, 2, 10)),
-        ({"num_capsules": 1, "kernel_size": 1},
-         (None, 2, 3, 3, 26), (None, 2, 3, 1, 26)),
+        (
+            {"num_capsules": 3, "kernel_size": 3, "strides": 2},
+            (None, 5, 5, 2, 17),
+            (None, 2, 2, 3, 17),
+        ),
+        (
+            {
+                "num_capsules": 2,
+                "kernel_size": 3,
+                "strides": 2,
+                "padding": "same",
+                "routing_iterations": 2,
+            },
+            (None, 5, 4, 2, 10),
+            (None, 3, 2, 2, 10),
+        ),
+        (
+            {"num_capsules": 1, "kernel_size": 1},
+            (None, 2, 3, 3, 26),
+            (None, 2, 3, 1, 26),
+        ),
     ],
 )
 def test_layer_checks(kwargs, input_shape, output_shape):
     rng = np.random.default_rng(0)
     run_layer_checks(
-        EMConvCaps, kwargs, input_shape, output_shape,
+        EMConvCaps,
+        kwargs,
+        input_shape,
+        output_shape,
         input_fn=lambda b: matrix_capsules(rng, (b, *input_shape[1:])),
         # kernel, beta_a, beta_u
-        expected_num_trainable_weights=3, expected_num_non_trainable_weights=0,
+        expected_num_trainable_weights=3,
+        expected_num_non_trainable_weights=0,
     )
 
 
@@ -46,8 +64,10 @@ def numpy_em_conv_caps(x, kernel, beta_a, beta_u, k, s, iterations, padding):
         out_h, out_w = -(-height // s), -(-width // s)
         ph = max((out_h - 1) * s + k - height, 0)
         pw = max((out_w - 1) * s + k - width, 0)
-        x = np.pad(x, [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2),
-                       (0, 0), (0, 0)])
+        x = np.pad(
+            x,
+            [(0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0), (0, 0)],
+        )
     else:
         out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
     n_out = kernel.shape[2]
@@ -60,9 +80,17 @@ def numpy_em_conv_caps(x, kernel, beta_a, beta_u, k, s, iterations, padding):
                     for t in range(n_types):
                         cap = x[:, oy * s + dy, ox * s + dx, t]
                         pose = cap[:, :-1].reshape(batch, side, side)
-                        votes.append(np.stack(
-                            [(pose @ kernel[dy * k + dx, t, j]).reshape(batch, -1)
-                             for j in range(n_out)], axis=1))
+                        votes.append(
+                            np.stack(
+                                [
+                                    (pose @ kernel[dy * k + dx, t, j]).reshape(
+                                        batch, -1
+                                    )
+                                    for j in range(n_out)
+                                ],
+                                axis=1,
+                            )
+                        )
                         acts.append(cap[:, -1])
             pose, act = numpy_em_routing(
                 np.stack(votes, 1), np.stack(acts, 1), beta_a, beta_u, iterations
@@ -142,9 +170,7 @@ def assert_finite_outputs_and_gradients(layer, shape, policy):
         for x in extreme_capsules(rng, shape):
             out = ops.convert_to_numpy(ops.cast(model(x), "float32"))
             assert np.all(np.isfinite(out)), policy
-            grads = gradients(
-                model, x, lambda y: ops.sum(ops.cast(y, "float32"))
-            )
+            grads = gradients(model, x, lambda y: ops.sum(ops.cast(y, "float32")))
             for weight, grad in zip(model.trainable_weights, grads):
                 if weight is scale.scale and policy == "mixed_float16":
                     # The input gradient is cast to float16 on its way out:

@@ -19,19 +19,25 @@ def numpy_group_conv(x, kernel, bias, groups, stride, padding):
         pad_w = max((out_w - 1) * stride + kw - width, 0)
         x = np.pad(
             x,
-            ((0, 0), (pad_h // 2, pad_h - pad_h // 2),
-             (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
+            (
+                (0, 0),
+                (pad_h // 2, pad_h - pad_h // 2),
+                (pad_w // 2, pad_w - pad_w // 2),
+                (0, 0),
+            ),
         )
     else:
         out_h, out_w = (height - kh) // stride + 1, (width - kw) // stride + 1
     out = np.zeros((batch, out_h, out_w, filters))
     for g in range(groups):
-        xg = x[..., g * cin:(g + 1) * cin]
-        kg = kernel[..., g * cout:(g + 1) * cout]
+        xg = x[..., g * cin : (g + 1) * cin]
+        kg = kernel[..., g * cout : (g + 1) * cout]
         for i in range(out_h):
             for j in range(out_w):
-                patch = xg[:, i * stride:i * stride + kh, j * stride:j * stride + kw]
-                out[:, i, j, g * cout:(g + 1) * cout] = np.einsum(
+                patch = xg[
+                    :, i * stride : i * stride + kh, j * stride : j * stride + kw
+                ]
+                out[:, i, j, g * cout : (g + 1) * cout] = np.einsum(
                     "bhwc,hwco->bo", patch, kg
                 )
     return out + bias
@@ -102,8 +108,14 @@ def test_default_implementation_per_backend():
 def test_layer_checks():
     run_layer_checks(
         GroupConv2D,
-        dict(filters=4, kernel_size=3, groups=2, strides=2, padding="same",
-             activation="relu"),
+        dict(
+            filters=4,
+            kernel_size=3,
+            groups=2,
+            strides=2,
+            padding="same",
+            activation="relu",
+        ),
         input_shape=(None, 5, 5, 4),
         expected_output_shape=(None, 3, 3, 4),
         expected_num_trainable_weights=2,  # kernel, bias
@@ -118,8 +130,10 @@ def test_layer_checks():
         (dict(filters=4, kernel_size=3, groups=0), "groups"),
         (dict(filters=4, kernel_size=0, groups=2), "kernel_size"),
         (dict(filters=4, kernel_size=3, groups=2, padding="full"), "padding"),
-        (dict(filters=4, kernel_size=3, groups=2, implementation="fft"),
-         "implementation"),
+        (
+            dict(filters=4, kernel_size=3, groups=2, implementation="fft"),
+            "implementation",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -18,7 +18,8 @@ def test_subtracts_each_images_channel_means(rng):
     expected = images[0, 2, 3, 1] - images[0, :, :, 1].mean()
     np.testing.assert_allclose(got[0, 2, 3, 1], expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        got, images - images.mean(axis=(1, 2), keepdims=True), atol=1e-6)
+        got, images - images.mean(axis=(1, 2), keepdims=True), atol=1e-6
+    )
     np.testing.assert_allclose(got.mean(axis=(1, 2)), 0.0, atol=1e-6)
 
 

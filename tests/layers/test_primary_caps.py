@@ -24,8 +24,12 @@ from tests.ops.test_capsule_ops import numpy_squash
 )
 def test_layer_checks(kwargs, input_shape, output_shape):
     run_layer_checks(
-        PrimaryCaps, kwargs, input_shape, output_shape,
-        expected_num_trainable_weights=2, expected_num_non_trainable_weights=0,
+        PrimaryCaps,
+        kwargs,
+        input_shape,
+        output_shape,
+        expected_num_trainable_weights=2,
+        expected_num_non_trainable_weights=0,
     )
 
 

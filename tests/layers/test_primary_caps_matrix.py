@@ -9,18 +9,34 @@ from tests.layer_checks import run_layer_checks
 @pytest.mark.parametrize(
     "kwargs, input_shape, output_shape",
     [
-        ({"num_capsules": 3, "capsule_dim": 16, "kind": "matrix"},
-         (None, 4, 4, 5), (None, 4, 4, 3, 17)),
-        ({"num_capsules": 2, "capsule_dim": 9, "kind": "matrix", "kernel_size": 3,
-          "strides": 2, "padding": "same"},
-         (None, 5, 5, 3), (None, 3, 3, 2, 10)),
+        (
+            {"num_capsules": 3, "capsule_dim": 16, "kind": "matrix"},
+            (None, 4, 4, 5),
+            (None, 4, 4, 3, 17),
+        ),
+        (
+            {
+                "num_capsules": 2,
+                "capsule_dim": 9,
+                "kind": "matrix",
+                "kernel_size": 3,
+                "strides": 2,
+                "padding": "same",
+            },
+            (None, 5, 5, 3),
+            (None, 3, 3, 2, 10),
+        ),
     ],
 )
 def test_layer_checks(kwargs, input_shape, output_shape):
     run_layer_checks(
-        PrimaryCaps, kwargs, input_shape, output_shape,
+        PrimaryCaps,
+        kwargs,
+        input_shape,
+        output_shape,
         # the pose and the activation convolutions, kernel and bias each
-        expected_num_trainable_weights=4, expected_num_non_trainable_weights=0,
+        expected_num_trainable_weights=4,
+        expected_num_non_trainable_weights=0,
     )
 
 

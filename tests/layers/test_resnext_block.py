@@ -25,22 +25,29 @@ def _np_norm(x, norm):
 
 def _np_block(block, x, stride):
     """The block in inference mode, from numpy convolutions."""
+
     def kernel(layer):
         return keras.ops.convert_to_numpy(layer.kernel)
 
     relu = lambda v: np.maximum(v, 0)  # noqa: E731
-    h = relu(_np_norm(np.einsum("bhwc,co->bhwo", x, kernel(block.reduce)[0, 0]),
-                      block.reduce_norm))
-    h = numpy_group_conv(h, kernel(block.grouped), 0.0, block.cardinality,
-                         stride, "same")
+    h = relu(
+        _np_norm(
+            np.einsum("bhwc,co->bhwo", x, kernel(block.reduce)[0, 0]), block.reduce_norm
+        )
+    )
+    h = numpy_group_conv(
+        h, kernel(block.grouped), 0.0, block.cardinality, stride, "same"
+    )
     h = relu(_np_norm(h, block.grouped_norm))
-    h = _np_norm(np.einsum("bhwc,co->bhwo", h, kernel(block.expand)[0, 0]),
-                 block.expand_norm)
+    h = _np_norm(
+        np.einsum("bhwc,co->bhwo", h, kernel(block.expand)[0, 0]), block.expand_norm
+    )
     shortcut = x
     if block.shortcut is not None:
         shortcut = _np_norm(
-            np.einsum("bhwc,co->bhwo", x[:, ::stride, ::stride],
-                      kernel(block.shortcut)[0, 0]),
+            np.einsum(
+                "bhwc,co->bhwo", x[:, ::stride, ::stride], kernel(block.shortcut)[0, 0]
+            ),
             block.shortcut_norm,
         )
     return relu(h + shortcut)

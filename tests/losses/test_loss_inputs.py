@@ -23,17 +23,21 @@ def test_tensor_labels_out_of_range_give_nan_for_that_sample(loss):
     y_pred = np.array([[0.9, 0.1, 0.2], [0.3, 0.8, 0.1], [0.2, 0.2, 0.7]], "float32")
     good = keras.ops.convert_to_numpy(loss(np.array([0, 1, 2]), y_pred))
     values = keras.ops.convert_to_numpy(
-        loss(keras.ops.convert_to_tensor(np.array([0, 5, -1], "int32")), y_pred))
+        loss(keras.ops.convert_to_tensor(np.array([0, 5, -1], "int32")), y_pred)
+    )
     assert values[0] == pytest.approx(good[0])
     assert np.isnan(values[1]) and np.isnan(values[2])
     # In range, integer labels and their one-hot targets give the same loss.
     one_hot = np.eye(3, dtype="float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loss(one_hot, y_pred)),
-                               good, rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loss(one_hot, y_pred)), good, rtol=1e-6
+    )
     # Keras's sparse layout (batch, 1) works too.
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(loss(np.array([[0], [1], [2]]), y_pred)), good,
-        rtol=1e-6)
+        keras.ops.convert_to_numpy(loss(np.array([[0], [1], [2]]), y_pred)),
+        good,
+        rtol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("loss", LOSSES)
@@ -46,13 +50,25 @@ def test_shape_mismatch_names_y_true_and_y_pred(loss, y_true_shape):
 @pytest.mark.parametrize("loss", [MarginLoss(), SpreadLoss()])
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_out_of_range_label_stops_compiled_training(loss, jit_compile):
-    model = keras.Sequential([keras.Input((4,)),
-                              keras.layers.Dense(3, activation="sigmoid")])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")]
+    )
     model.compile(optimizer="sgd", loss=loss, jit_compile=jit_compile)
     x = np.ones((4, 4), "float32")
-    history = model.fit(x, np.array([0, 1, 2, 1]), batch_size=2, verbose=0,
-                        callbacks=[StopOnNonFiniteLoss()])
+    history = model.fit(
+        x,
+        np.array([0, 1, 2, 1]),
+        batch_size=2,
+        verbose=0,
+        callbacks=[StopOnNonFiniteLoss()],
+    )
     assert np.isfinite(history.history["loss"]).all()
     with pytest.raises(FloatingPointError, match="epoch 1, step 2"):
-        model.fit(x, np.array([0, 1, 2, 3]), batch_size=2, verbose=0, shuffle=False,
-                  callbacks=[StopOnNonFiniteLoss()])
+        model.fit(
+            x,
+            np.array([0, 1, 2, 3]),
+            batch_size=2,
+            verbose=0,
+            shuffle=False,
+            callbacks=[StopOnNonFiniteLoss()],
+        )

@@ -27,7 +27,9 @@ def test_matches_numpy(rng, margin):
         ops.convert_to_numpy(spread_loss(y, a, margin)), expected, rtol=1e-5, atol=1e-7
     )
     np.testing.assert_allclose(
-        ops.convert_to_numpy(spread_loss(labels, a, margin)), expected, rtol=1e-5,
+        ops.convert_to_numpy(spread_loss(labels, a, margin)),
+        expected,
+        rtol=1e-5,
         atol=1e-7,
     )
     np.testing.assert_allclose(

@@ -11,8 +11,9 @@ def _numpy_wacc(y_true, y_pred, weights=None):
     recalls = []
     for c in np.unique(y_true):
         member = y_true == c
-        recalls.append(np.sum(weights[member] * (y_pred[member] == c))
-                       / np.sum(weights[member]))
+        recalls.append(
+            np.sum(weights[member] * (y_pred[member] == c)) / np.sum(weights[member])
+        )
     return np.mean(recalls)
 
 

@@ -61,7 +61,9 @@ def test_three_layer_networks_learn(builder, kwargs):
     keras.utils.set_random_seed(0)
     data = kp.data.synthetic_cells(counts=8, image_size=32, seed=0)
     model = builder(
-        input_shape=(32, 32, 3), num_classes=data.num_classes, capsule_layers=3,
+        input_shape=(32, 32, 3),
+        num_classes=data.num_classes,
+        capsule_layers=3,
         **kwargs,
     )
     batches = kp.data.OnePerClassBatches(data, steps_per_epoch=20, augment=False)

@@ -66,15 +66,21 @@ def test_spread_margin_schedule_drives_the_built_loss():
     "builder,kwargs,name",
     [
         (kp.models.build_parallel_em, dict(n_branches=0), "n_branches"),
-        (kp.models.build_parallel_em, dict(capsule_layers=2, n_branches=33),
-         "n_branches"),
+        (
+            kp.models.build_parallel_em,
+            dict(capsule_layers=2, n_branches=33),
+            "n_branches",
+        ),
         (kp.models.build_em, dict(capsule_layers=1), "capsule_layers"),
         (kp.models.build_parallel_em, dict(capsule_layers=5), "capsule_layers"),
         (kp.models.build_em, dict(capsule_size=8), "capsule_size"),
         (kp.models.build_em, dict(n_mid_caps=0), "n_mid_caps"),
         (kp.models.build_em, dict(input_shape=(32, 32, 3)), "input_shape"),
-        (kp.models.build_parallel_em, dict(input_shape=(24, 24, 3), capsule_layers=2),
-         "input_shape"),
+        (
+            kp.models.build_parallel_em,
+            dict(input_shape=(24, 24, 3), capsule_layers=2),
+            "input_shape",
+        ),
     ],
 )
 def test_bad_arguments_name_the_argument(builder, kwargs, name):

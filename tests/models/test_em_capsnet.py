@@ -30,8 +30,14 @@ def test_default_network():
 
 def test_small_network_predicts_activations(rng):
     model = kp.models.build_em_capsnet(
-        input_shape=(17, 17, 1), num_classes=3, A=4, B=2, C=2, D=2,
-        capsule_size=9, routing_iterations=2,
+        input_shape=(17, 17, 1),
+        num_classes=3,
+        A=4,
+        B=2,
+        C=2,
+        D=2,
+        capsule_size=9,
+        routing_iterations=2,
     )
     scores = model.predict(rng.uniform(size=(2, 17, 17, 1)), verbose=0)
     assert scores.shape == (2, 3)
@@ -54,14 +60,16 @@ def test_bad_arguments(kwargs, match):
 
 def _digits(size):
     digits = load_digits()
-    images = np.stack([
-        np.asarray(
-            Image.fromarray(image.astype("float32") / 16.0).resize(
-                (size, size), Image.BILINEAR
+    images = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(image.astype("float32") / 16.0).resize(
+                    (size, size), Image.BILINEAR
+                )
             )
-        )
-        for image in digits.images
-    ])[..., None]
+            for image in digits.images
+        ]
+    )[..., None]
     return train_test_split(
         images, digits.target, test_size=0.25, random_state=0, stratify=digits.target
     )
@@ -78,12 +86,21 @@ def test_learns_digits():
     start = time.time()
     x_train, x_test, y_train, y_test = _digits(20)
     model = kp.models.build_em_capsnet(
-        input_shape=(20, 20, 1), A=16, B=8, C=8, D=8, routing_iterations=2,
+        input_shape=(20, 20, 1),
+        A=16,
+        B=8,
+        C=8,
+        D=8,
+        routing_iterations=2,
         learning_rate=3e-3,
     )
     history = model.fit(
-        x_train, keras.utils.to_categorical(y_train, 10), batch_size=16, epochs=3,
-        verbose=0, callbacks=[kp.callbacks.SpreadMarginSchedule(ramp_length=3)],
+        x_train,
+        keras.utils.to_categorical(y_train, 10),
+        batch_size=16,
+        epochs=3,
+        verbose=0,
+        callbacks=[kp.callbacks.SpreadMarginSchedule(ramp_length=3)],
     )
     margins = history.history["spread_margin"]
     assert margins[0] == pytest.approx(0.2) and margins[-1] > margins[0]

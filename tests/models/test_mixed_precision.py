@@ -25,18 +25,25 @@ import keras_parcaps as kp
 CLASSES = 3
 # The smallest inputs and widths the builders accept.
 BUILDERS = {
-    "dr": (kp.models.build_dr, (16, 16, 3),
-           dict(capsule_size=9, capsule_layers=2)),
-    "parallel_dr": (kp.models.build_parallel_dr, (16, 16, 3),
-                    dict(capsule_size=9, capsule_layers=2, n_branches=2)),
+    "dr": (kp.models.build_dr, (16, 16, 3), dict(capsule_size=9, capsule_layers=2)),
+    "parallel_dr": (
+        kp.models.build_parallel_dr,
+        (16, 16, 3),
+        dict(capsule_size=9, capsule_layers=2, n_branches=2),
+    ),
     "em": (kp.models.build_em, (32, 32, 3), dict(capsule_size=9, capsule_layers=2)),
-    "parallel_em": (kp.models.build_parallel_em, (32, 32, 3),
-                    dict(capsule_size=9, capsule_layers=2, n_branches=2)),
+    "parallel_em": (
+        kp.models.build_parallel_em,
+        (32, 32, 3),
+        dict(capsule_size=9, capsule_layers=2, n_branches=2),
+    ),
     "resnext50": (kp.models.build_resnext50, (32, 32, 3), {}),
-    "sabour": (kp.models.build_sabour_capsnet, (25, 25, 1),
-               dict(reconstruction=False)),
-    "em_capsnet": (kp.models.build_em_capsnet, (17, 17, 1),
-                   dict(A=4, B=4, C=4, D=4, capsule_size=9)),
+    "sabour": (kp.models.build_sabour_capsnet, (25, 25, 1), dict(reconstruction=False)),
+    "em_capsnet": (
+        kp.models.build_em_capsnet,
+        (17, 17, 1),
+        dict(A=4, B=4, C=4, D=4, capsule_size=9),
+    ),
 }
 CAPSULE_LAYERS = (kp.layers.DRCaps, kp.layers.EMConvCaps, kp.layers.EMClassCaps)
 
@@ -118,8 +125,9 @@ def test_builder_mixed_precision(policy, name):
     )
     assert _check_routing_weights(loaded, policy) == capsule_layers
     assert type(loaded.optimizer) is type(model.optimizer)
-    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables,
-                               strict=True):
+    for saved, restored in zip(
+        model.optimizer.variables, loaded.optimizer.variables, strict=True
+    ):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(restored), keras.ops.convert_to_numpy(saved)
         )

@@ -29,8 +29,10 @@ from tests.data.shared_data import shared_data
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                       reason="trained on TensorFlow only (see module docstring)"),
+    pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason="trained on TensorFlow only (see module docstring)",
+    ),
 ]
 
 SIZE = 32
@@ -45,17 +47,22 @@ def cells():
     return data.subset(train_idx), data.subset(test_idx)
 
 
-@pytest.mark.parametrize("builder, options", [
-    ("build_parallel_dr", {"n_branches": 4, "capsule_layers": 3}),
-    ("build_dr", {"capsule_layers": 3}),
-])
+@pytest.mark.parametrize(
+    "builder, options",
+    [
+        ("build_parallel_dr", {"n_branches": 4, "capsule_layers": 3}),
+        ("build_dr", {"capsule_layers": 3}),
+    ],
+)
 def test_plain_fit_then_predict_learns_real_cells(cells, builder, options):
     train, test = cells
     keras.utils.set_random_seed(0)
     model = getattr(kp.models, builder)(
-        input_shape=(SIZE, SIZE, 3), num_classes=train.num_classes, **options)
-    model.fit(OnePerClassBatches(train, steps_per_epoch=ITERATIONS // 3),
-              epochs=3, verbose=0)
+        input_shape=(SIZE, SIZE, 3), num_classes=train.num_classes, **options
+    )
+    model.fit(
+        OnePerClassBatches(train, steps_per_epoch=ITERATIONS // 3), epochs=3, verbose=0
+    )
     predicted = model.predict(to_model_input(test.images()), verbose=0).argmax(-1)
     accuracy = float(np.mean(predicted == test.labels))
     majority = np.bincount(test.labels).max() / len(test)

@@ -67,9 +67,7 @@ def numpy_e_step(V, mu, var, logits):
     return R
 
 
-def numpy_em_routing(
-    V, a, beta_a, beta_u, iterations, final_lambda=0.01, prior=1.0
-):
+def numpy_em_routing(V, a, beta_a, beta_u, iterations, final_lambda=0.01, prior=1.0):
     """Procedure 1 of Hinton et al. for V (batch, n_in, n_out, D)."""
     poses, acts = [], []
     for n in range(V.shape[0]):
@@ -247,7 +245,10 @@ def test_bad_arguments():
         em_routing(np.zeros((2, 2, 4)), np.zeros((2,)), np.zeros(2), np.zeros(2))
     with pytest.raises(ValueError, match="prior_votes"):
         em_routing(
-            np.zeros((1, 2, 2, 4)), np.zeros((1, 2)), np.zeros(2), np.zeros(2),
+            np.zeros((1, 2, 2, 4)),
+            np.zeros((1, 2)),
+            np.zeros(2),
+            np.zeros(2),
             prior_votes=-1.0,
         )
 

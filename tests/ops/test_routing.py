@@ -153,7 +153,9 @@ def test_formulations_equal_reference_and_procedure_1(
     )
     ref_out, ref_grads = _outputs_and_gradients(
         lambda x, w: _reference_routing(x, w, iterations, stop_gradient),
-        u, kernel, target,
+        u,
+        kernel,
+        target,
     )
     np.testing.assert_allclose(ref_out, expected, rtol=1e-4, atol=1e-5)
     for formulation in ("votes", "factored"):
@@ -161,7 +163,9 @@ def test_formulations_equal_reference_and_procedure_1(
             lambda x, w, f=formulation: dynamic_routing_from_inputs(
                 x, w, iterations, stop_gradient, formulation=f
             ),
-            u, kernel, target,
+            u,
+            kernel,
+            target,
         )
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-6)
@@ -184,7 +188,9 @@ def test_single_output_equals_reference(rng, grid):
             lambda x, w, f=formulation: dynamic_routing_from_inputs(
                 x, w, formulation=f
             ),
-            u, kernel, target,
+            u,
+            kernel,
+            target,
         )
         np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-6)
         for got, want in zip(grads, ref_grads, strict=True):
@@ -209,7 +215,9 @@ def test_compiled_and_keras_ops_paths_agree(rng, grid, formulation, stop_gradien
                     lambda x, w: dynamic_routing_from_inputs(
                         x, w, 3, stop_gradient, formulation=formulation
                     ),
-                    u, kernel, target,
+                    u,
+                    kernel,
+                    target,
                 )
             )
             results.append(
@@ -221,13 +229,16 @@ def test_compiled_and_keras_ops_paths_agree(rng, grid, formulation, stop_gradien
                         3,
                         stop_gradient,
                     ),
-                    u, kernel, target,
+                    u,
+                    kernel,
+                    target,
                 )
             )
         finally:
             routing_backend.set_jit_compile(False)
     for (out_a, grads_a), (out_b, grads_b) in [
-        (results[0], results[2]), (results[1], results[3])
+        (results[0], results[2]),
+        (results[1], results[3]),
     ]:
         np.testing.assert_allclose(out_a, out_b, rtol=1e-5, atol=1e-6)
         for a, b in zip(grads_a, grads_b, strict=True):

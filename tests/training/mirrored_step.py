@@ -50,8 +50,12 @@ def train_parallel_dr(steps=3):
         losses = [float(model.train_on_batch(x, y)[0]) for _ in range(steps)]
     end = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     moved = max(float(np.max(np.abs(a - b))) for a, b in zip(start, end))
-    return {"devices": len(devices), "replicas": replicas, "losses": losses,
-            "moved": moved}
+    return {
+        "devices": len(devices),
+        "replicas": replicas,
+        "losses": losses,
+        "moved": moved,
+    }
 
 
 def main(argv):

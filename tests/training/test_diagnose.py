@@ -20,11 +20,14 @@ def _colour_data(n=6):
 
 def _dense_model():
     # Named, so that the gradient's layer path does not depend on test order.
-    model = keras.Sequential([
-        keras.Input((4, 4, 3)),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(3, activation="softmax", name="dense"),
-    ], name="colours")
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax", name="dense"),
+        ],
+        name="colours",
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     return model
 
@@ -51,19 +54,23 @@ def test_gradient_norms_match_numpy():
 
 def test_collapse_is_reported():
     data = _colour_data()
-    model = keras.Sequential([
-        keras.Input((4, 4, 3)),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(3, activation="softmax", kernel_initializer="zeros",
-                           bias_initializer=keras.initializers.Constant(
-                               [0.0, 5.0, 0.0])),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((4, 4, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(
+                3,
+                activation="softmax",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant([0.0, 5.0, 0.0]),
+            ),
+        ]
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy")
     report = diagnose(model, data, num_images=9, num_batches=2)
     assert report["classes_predicted"] == ["G"]
     assert report["accuracy_inference"] == pytest.approx(1 / 3)
-    assert any("collapsed: every image is called G" in w
-               for w in report["warnings"])
+    assert any("collapsed: every image is called G" in w for w in report["warnings"])
     assert format_diagnosis(report).startswith("WARNING: collapsed")
 
 
@@ -89,23 +96,27 @@ def test_wrong_moving_statistics_are_found_and_left_in_place():
     assert row["mean_gap"] == pytest.approx(expected_mean, rel=1e-3)
     # Nothing was left changed.
     np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_mean), 0.5)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(norm.moving_variance), 4.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm.moving_variance), 4.0)
 
 
 def test_capsule_statistics_of_a_parallel_network():
     data = synthetic_cells(counts=3, classes=["LYT", "EOS", "BAS"], image_size=16)
-    model = kp.models.build_parallel_dr(input_shape=(16, 16, 3), num_classes=3,
-                                        n_branches=2)
+    model = kp.models.build_parallel_dr(
+        input_shape=(16, 16, 3), num_classes=3, n_branches=2
+    )
     weights = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
     report = diagnose(model, data, num_images=6, num_batches=2)
     rows = {row["layer"]: row for row in report["capsules"]}
-    assert set(rows) == {"branches/branch_0/mid_cap_1",
-                         "branches/branch_1/mid_cap_1", "class_caps"}
+    assert set(rows) == {
+        "branches/branch_0/mid_cap_1",
+        "branches/branch_1/mid_cap_1",
+        "class_caps",
+    }
     class_caps = rows["class_caps"]
     assert 0.0 <= class_caps["coupling_entropy"] <= 1.0
-    assert 0.0 <= class_caps["output_length_min"] <= class_caps[
-        "output_length_max"] < 1.0
+    assert (
+        0.0 <= class_caps["output_length_min"] <= class_caps["output_length_max"] < 1.0
+    )
     # A single Mid-Cap per branch has nothing to route.
     assert rows["branches/branch_0/mid_cap_1"]["coupling_entropy"] is None
     for before, after in zip(weights, model.weights, strict=True):
@@ -115,5 +126,7 @@ def test_capsule_statistics_of_a_parallel_network():
 
 def test_class_count_mismatch_is_an_error():
     with pytest.raises(ValueError, match="outputs 3 class scores.*2 classes"):
-        diagnose(_dense_model(), synthetic_cells(counts=2, classes=["LYT", "EOS"],
-                                                 image_size=4))
+        diagnose(
+            _dense_model(),
+            synthetic_cells(counts=2, classes=["LYT", "EOS"], image_size=4),
+        )

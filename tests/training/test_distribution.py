@@ -18,8 +18,10 @@ from keras_parcaps.training.distribution_backend import (
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BACKEND = keras.backend.backend()
 # Two CPU devices on JAX and TensorFlow (see mirrored_step.py); one on torch.
-TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-               "TF_CPP_MIN_LOG_LEVEL": "3"}
+TWO_DEVICES = {
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
 
 
 def _run_two_devices(*args):
@@ -132,10 +134,24 @@ def test_cli_distribute_splits_batches_evenly(tmp_path):
             Image.fromarray(pixels).save(tmp_path / code / f"{i}.png")
     out = tmp_path / "run"
     _run_two_devices(
-        "cli", "train", "--data", str(tmp_path), "--image-size", "24",
-        "--model", "tests.training.tiny_models:tiny_capsnet", "--epochs", "1",
-        "--steps", "2", "--no-agr", "--verbose", "0", "--distribute",
-        "--out", str(out),
+        "cli",
+        "train",
+        "--data",
+        str(tmp_path),
+        "--image-size",
+        "24",
+        "--model",
+        "tests.training.tiny_models:tiny_capsnet",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--no-agr",
+        "--verbose",
+        "0",
+        "--distribute",
+        "--out",
+        str(out),
     )
     run = json.loads((out / "run.json").read_text())
     devices = 1 if BACKEND == "torch" else 2

@@ -37,9 +37,16 @@ def test_parallel_dr_beats_majority_on_bccd(tmp_path):
     majority = np.bincount(test.labels).max() / len(test)
     builder = get_builder("parallel_dr", n_branches=4, capsule_layers=2)
     report = train_and_evaluate(
-        builder, data.subset(train_idx), test, tmp_path,
-        epochs=EPOCHS, steps_per_epoch=STEPS, batch_size=BATCH,
-        validate=False, orientations=False, verbose=0,
+        builder,
+        data.subset(train_idx),
+        test,
+        tmp_path,
+        epochs=EPOCHS,
+        steps_per_epoch=STEPS,
+        batch_size=BATCH,
+        validate=False,
+        orientations=False,
+        verbose=0,
     )
     assert report["acc"] > majority, (report["acc"], majority)
     assert (tmp_path / "report.json").is_file()

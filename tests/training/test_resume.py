@@ -18,11 +18,25 @@ EPOCHS, STEPS = 3, 60
 
 def _command(out_dir):
     return [
-        sys.executable, "-m", "keras_parcaps.cli", "train",
-        "--data", "synthetic", "--image-size", "24",
-        "--model", "tests.training.tiny_models:tiny_capsnet",
-        "--epochs", str(EPOCHS), "--steps", str(STEPS),
-        "--no-agr", "--verbose", "0", "--out", str(out_dir),
+        sys.executable,
+        "-m",
+        "keras_parcaps.cli",
+        "train",
+        "--data",
+        "synthetic",
+        "--image-size",
+        "24",
+        "--model",
+        "tests.training.tiny_models:tiny_capsnet",
+        "--epochs",
+        str(EPOCHS),
+        "--steps",
+        str(STEPS),
+        "--no-agr",
+        "--verbose",
+        "0",
+        "--out",
+        str(out_dir),
     ]
 
 
@@ -35,8 +49,13 @@ def _epochs_logged(out_dir):
 
 def test_killed_run_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(_command(tmp_path), cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        _command(tmp_path),
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 240
     # The log row is written after the epoch's backup and checkpoint, so
     # killing right then lands early in the second epoch.
@@ -49,12 +68,19 @@ def test_killed_run_resumes(tmp_path):
     assert _epochs_logged(tmp_path) == [0]
     assert len(list((tmp_path / "checkpoints").iterdir())) == 1
 
-    finished = subprocess.run(_command(tmp_path), cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=300)
+    finished = subprocess.run(
+        _command(tmp_path),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert _epochs_logged(tmp_path) == list(range(EPOCHS))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        f"epoch_{e:03d}.weights.h5" for e in range(1, EPOCHS + 1)]
+        f"epoch_{e:03d}.weights.h5" for e in range(1, EPOCHS + 1)
+    ]
     model = keras.saving.load_model(tmp_path / "model.keras")
     assert int(model.optimizer.iterations) == EPOCHS * STEPS
     assert (tmp_path / "report.json").is_file()

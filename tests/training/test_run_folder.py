@@ -18,7 +18,8 @@ from tests.training.tiny_models import tiny_capsnet
 def _files(folder):
     return {
         str(path.relative_to(folder)): path.read_bytes()
-        for path in sorted(folder.rglob("*")) if path.is_file()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -37,8 +38,9 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / "run").mkdir()
-        run.lock_path.write_text(json.dumps({"pid": holder.pid,
-                                             "host": os.uname().nodename}))
+        run.lock_path.write_text(
+            json.dumps({"pid": holder.pid, "host": os.uname().nodename})
+        )
         with pytest.raises(FileExistsError, match=f"in use by process {holder.pid}"):
             run.lock()
     finally:
@@ -105,11 +107,16 @@ def test_model_file_metadata_and_junk(tmp_path):
     model = tiny_capsnet((24, 24, 3), 3)
     saving.save_model(model, tmp_path / "model.keras", ["a", "b", "c"], (24, 24))
     assert saving.read_metadata(tmp_path / "model.keras") == {
-        "class_names": ["a", "b", "c"], "image_size": [24, 24]}
+        "class_names": ["a", "b", "c"],
+        "image_size": [24, 24],
+    }
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     x = np.random.default_rng(0).random((2, 24, 24, 3)).astype("float32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)),
-                               keras.ops.convert_to_numpy(model(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x)),
+        keras.ops.convert_to_numpy(model(x)),
+        atol=1e-6,
+    )
     model.save(tmp_path / "plain.keras")
     assert saving.read_metadata(tmp_path / "plain.keras") is None
     junk = tmp_path / "junk.keras"
@@ -124,21 +131,32 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_loads(tmp_path, data):
     latest = tmp_path / "checkpoints" / "epoch_002.weights.h5"
     latest.write_bytes(latest.read_bytes()[:1000])  # A cut-short file.
     again = tiny_capsnet((24, 24, 3), 3)
-    with pytest.warns(UserWarning, match="epoch_002.weights.h5 .*resuming from "
-                      ".*epoch_001.weights.h5 \\(epoch 1\\)"):
-        history = train(again, data, tmp_path, epochs=3, steps_per_epoch=2,
-                        verbose=0)
+    with pytest.warns(
+        UserWarning,
+        match="epoch_002.weights.h5 .*resuming from "
+        ".*epoch_001.weights.h5 \\(epoch 1\\)",
+    ):
+        history = train(again, data, tmp_path, epochs=3, steps_per_epoch=2, verbose=0)
     assert len(history.history["loss"]) == 2  # epochs 2 and 3 again
     assert int(again.optimizer.iterations) == 6
     assert _log_epochs(tmp_path) == [0, 1, 2]  # the log has one row per epoch
     assert saving.read_metadata(tmp_path / "model.keras")["class_names"] == [
-        "NGS", "LYT", "MON"]
+        "NGS",
+        "LYT",
+        "MON",
+    ]
     # Nothing loads: refused, not silently restarted.
     for _, path in RunFolder(tmp_path).checkpoints():
         path.write_bytes(b"")
     with pytest.raises(ValueError, match="No checkpoint .* can be read"):
-        train(tiny_capsnet((24, 24, 3), 3), data, tmp_path, epochs=4,
-              steps_per_epoch=2, verbose=0)
+        train(
+            tiny_capsnet((24, 24, 3), 3),
+            data,
+            tmp_path,
+            epochs=4,
+            steps_per_epoch=2,
+            verbose=0,
+        )
 
 
 def test_non_finite_loss_stops_naming_step_and_files(tmp_path):
@@ -151,13 +169,16 @@ def test_non_finite_loss_stops_naming_step_and_files(tmp_path):
         (tmp_path / "data" / name).mkdir(parents=True)
         Image.new("RGB", (24, 24)).save(tmp_path / "data" / name / f"{name}1.png")
     data = load_class_folders(tmp_path / "data", image_size=24)
-    model = keras.Sequential([keras.Input((24, 24, 3)),
-                              keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((24, 24, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     model.compile(loss=lambda y_true, y_pred: ops.log(y_pred - 2.0))  # NaN
     with pytest.raises(FloatingPointError) as error:
-        train(model, data, tmp_path / "run", epochs=2, steps_per_epoch=2,
-              verbose=0)
+        train(model, data, tmp_path / "run", epochs=2, steps_per_epoch=2, verbose=0)
     message = str(error.value)
     assert "loss is nan at epoch 1, step 1" in message
     assert "a1.png" in message and "b1.png" in message

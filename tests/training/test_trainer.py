@@ -19,14 +19,23 @@ def _log_epochs(out_dir):
 def test_train_writes_checkpoints_log_and_resumes(tmp_path):
     data = synthetic_cells(counts=4, image_size=24, seed=0)
     model = tiny_capsnet((24, 24, 3), data.num_classes)
-    history = train(model, data, tmp_path, val_data=data.subset([0, 5, 9]),
-                    epochs=2, steps_per_epoch=3, verbose=0)
+    history = train(
+        model,
+        data,
+        tmp_path,
+        val_data=data.subset([0, 5, 9]),
+        epochs=2,
+        steps_per_epoch=3,
+        verbose=0,
+    )
     assert int(model.optimizer.iterations) == 6
     assert isinstance(model.optimizer, keras.optimizers.Nadam)
     assert len(history.history["loss"]) == 2
     assert {"acc", "wacc", "val_acc", "val_wacc"} <= set(history.history)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
-        "epoch_001.weights.h5", "epoch_002.weights.h5"]
+        "epoch_001.weights.h5",
+        "epoch_002.weights.h5",
+    ]
     assert _log_epochs(tmp_path) == [0, 1]
     assert (tmp_path / "model.keras").is_file()
     # A finished run resumes to its end: nothing more is trained.
@@ -34,8 +43,7 @@ def test_train_writes_checkpoints_log_and_resumes(tmp_path):
     train(again, data, tmp_path, epochs=2, steps_per_epoch=3, verbose=0)
     assert int(again.optimizer.iterations) == 6
     for a, b in zip(model.weights, again.weights, strict=True):
-        assert np.allclose(keras.ops.convert_to_numpy(a),
-                           keras.ops.convert_to_numpy(b))
+        assert np.allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
     # Asking for more epochs continues from the last one.
     train(again, data, tmp_path, epochs=3, steps_per_epoch=3, verbose=0)
     assert int(again.optimizer.iterations) == 9
@@ -45,8 +53,16 @@ def test_train_writes_checkpoints_log_and_resumes(tmp_path):
 def test_shuffled_batches_option(tmp_path):
     data = synthetic_cells(counts=3, image_size=24, seed=1)
     model = tiny_capsnet((24, 24, 3), data.num_classes)
-    train(model, data, tmp_path, epochs=1, steps_per_epoch=2, batch_size=4,
-          augment=False, verbose=0)
+    train(
+        model,
+        data,
+        tmp_path,
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=4,
+        augment=False,
+        verbose=0,
+    )
     assert int(model.optimizer.iterations) == 2
 
 
@@ -87,8 +103,7 @@ def test_recalibrate_batch_norm_against_numpy(rng):
     mean = np.mean([f.mean(0) for f in features], axis=0)
     var = np.mean([f.var(0) for f in features], axis=0)
     assert np.allclose(keras.ops.convert_to_numpy(norm.moving_mean), mean, atol=1e-4)
-    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_variance), var,
-                       rtol=1e-3)
+    assert np.allclose(keras.ops.convert_to_numpy(norm.moving_variance), var, rtol=1e-3)
 
 
 def test_spread_loss_models_get_the_margin_ramp(tmp_path):
@@ -100,6 +115,13 @@ def test_spread_loss_models_get_the_margin_ramp(tmp_path):
     assert model.loss.margin == pytest.approx(0.4)
     # A schedule of the caller's own replaces the default one.
     schedule = kp.callbacks.SpreadMarginSchedule(start=0.5, end=0.9, ramp_length=2)
-    train(model, data, tmp_path / "own", epochs=2, steps_per_epoch=1, verbose=0,
-          callbacks=[schedule])
+    train(
+        model,
+        data,
+        tmp_path / "own",
+        epochs=2,
+        steps_per_epoch=1,
+        verbose=0,
+        callbacks=[schedule],
+    )
     assert model.loss.margin == pytest.approx(0.7)

@@ -30,10 +30,32 @@ def _free_port():
 def test_chief_and_two_workers_finish_a_search(tmp_path):
     port = str(_free_port())
     command = [
-        sys.executable, str(HERE / "distributed_search.py"),
-        "--image-size", "16", "--epochs", "1", "--steps", "2", "--max-trials", "4",
-        "--branches", "1", "2", "--capsule-sizes", "9", "16", "--capsule-layers",
-        "2", "3", "--routing", "1", "1", "--verbose", "0", "--out", str(tmp_path),
+        sys.executable,
+        str(HERE / "distributed_search.py"),
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--max-trials",
+        "4",
+        "--branches",
+        "1",
+        "2",
+        "--capsule-sizes",
+        "9",
+        "16",
+        "--capsule-layers",
+        "2",
+        "3",
+        "--routing",
+        "1",
+        "1",
+        "--verbose",
+        "0",
+        "--out",
+        str(tmp_path),
     ]
     processes = {}
     for tuner_id in ("chief", "tuner0", "tuner1"):

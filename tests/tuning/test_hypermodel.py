@@ -39,21 +39,29 @@ def _hypermodel(kind, **space):
 
 
 @pytest.mark.parametrize(
-    "kind,size,layers", COMBOS if BACKEND == "torch" else SUBSET,
+    "kind,size,layers",
+    COMBOS if BACKEND == "torch" else SUBSET,
     ids=lambda v: str(v),
 )
 def test_every_default_combination_builds_and_trains_one_step(kind, size, layers):
     default = _hypermodel(kind)
     assert size in default.capsule_sizes and layers in default.capsule_layers
     hypermodel = _hypermodel(
-        kind, branches=(2, 2), capsule_sizes=[size], capsule_layers=[layers],
+        kind,
+        branches=(2, 2),
+        capsule_sizes=[size],
+        capsule_layers=[layers],
         routing_iterations=(1, 1),
     )
     hp = keras_tuner.HyperParameters()
     model = hypermodel.build(hp)
     assert hp.values == {
-        "kind": kind, "parallel": True, "branches": 2, "capsule_size": size,
-        "capsule_layers": layers, "routing_iterations": 1,
+        "kind": kind,
+        "parallel": True,
+        "branches": 2,
+        "capsule_size": size,
+        "capsule_layers": layers,
+        "routing_iterations": 1,
     }
     assert model.name.startswith(f"parallel_{kind}_capsnet_{layers}l_2b")
     assert tuple(model.output.shape) == (None, 3)
@@ -69,8 +77,9 @@ def test_every_default_combination_builds_and_trains_one_step(kind, size, layers
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_branch_is_the_non_parallel_network(kind):
-    hypermodel = _hypermodel(kind, branches=(1, 1), capsule_layers=[3],
-                             routing_iterations=(1, 1))
+    hypermodel = _hypermodel(
+        kind, branches=(1, 1), capsule_layers=[3], routing_iterations=(1, 1)
+    )
     hp = keras_tuner.HyperParameters()
     name, kwargs = hypermodel.builder_call(hp)
     assert name == f"build_{kind}" and kwargs["n_mid_caps"] == 1
@@ -90,22 +99,31 @@ def test_default_space_holds_the_papers_values(kind):
     paper = PAPER_DEFAULTS[kind]
     assert name == f"build_parallel_{kind}"
     assert kwargs == {
-        "input_shape": (400, 400, 3), "num_classes": 15,
-        "capsule_size": 16, "capsule_layers": 3, "routing_iterations": 3,
-        "learning_rate": 1e-3, "n_branches": paper["branches"],
+        "input_shape": (400, 400, 3),
+        "num_classes": 15,
+        "capsule_size": 16,
+        "capsule_layers": 3,
+        "routing_iterations": 3,
+        "learning_rate": 1e-3,
+        "n_branches": paper["branches"],
     }
     space = {p.name: p for p in hp.space}
     assert (space["branches"].min_value, space["branches"].max_value) == (1, 16)
     assert list(space["capsule_size"].values) == [9, 16, 25]
     assert list(space["capsule_layers"].values) == [2, 3, 4]
-    assert (space["routing_iterations"].min_value,
-            space["routing_iterations"].max_value) == (1, 3)
+    assert (
+        space["routing_iterations"].min_value,
+        space["routing_iterations"].max_value,
+    ) == (1, 3)
     assert objective().name == "val_wacc" and objective().direction == "max"
 
 
 def test_defaults_move_into_a_narrower_range():
     hypermodel = ParallelCapsHyperModel(
-        "dr", branches=(2, 9, 3), capsule_sizes=[25, 9], capsule_layers=[4],
+        "dr",
+        branches=(2, 9, 3),
+        capsule_sizes=[25, 9],
+        capsule_layers=[4],
         routing_iterations=(1, 2),
     )
     hp = keras_tuner.HyperParameters()
@@ -158,8 +176,11 @@ def test_keras_tuner_is_imported_lazily_with_a_clear_error():
         "    print('ERROR', error)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True,
-        env={**os.environ, "KERAS_BACKEND": "torch"}, timeout=600,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": "torch"},
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ERROR" in result.stdout

@@ -36,8 +36,13 @@ def _data():
 
 def _hypermodel():
     return ParallelCapsHyperModel(
-        "dr", IMAGE, num_classes=3, branches=(1, 3), capsule_layers=(2, 3),
-        routing_iterations=(1, 2), jit_compile=False,
+        "dr",
+        IMAGE,
+        num_classes=3,
+        branches=(1, 3),
+        capsule_layers=(2, 3),
+        routing_iterations=(1, 2),
+        jit_compile=False,
     )
 
 
@@ -96,13 +101,23 @@ def test_search_resumes_and_the_best_trial_rebuilds(tmp_path):
     assert image.stat().st_size > 1000
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="the tuners are backend-neutral; "
-                    "PyTorch runs trials fastest on CPU")
+@pytest.mark.skipif(
+    BACKEND != "torch",
+    reason="the tuners are backend-neutral; PyTorch runs trials fastest on CPU",
+)
 @pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
 def test_other_tuners_optimize_val_wacc(tmp_path, tuner):
     options = {"num_initial_points": 1} if tuner == "bayesian" else {"factor": 2}
-    search = make_tuner(_hypermodel(), tmp_path, tuner, tuner=tuner, max_trials=2,
-                        max_epochs=2, seed=1, **options)
+    search = make_tuner(
+        _hypermodel(),
+        tmp_path,
+        tuner,
+        tuner=tuner,
+        max_trials=2,
+        max_epochs=2,
+        seed=1,
+        **options,
+    )
     _search(search)
     trials = list(search.oracle.trials.values())
     assert len(trials) >= 2
@@ -113,16 +128,41 @@ def test_other_tuners_optimize_val_wacc(tmp_path, tuner):
 
 def test_branch_curves_take_the_best_trial_per_branch_count():
     rows = [
-        {"kind": "dr", "capsule_layers": 3, "parallel": True, "branches": 2,
-         "val_wacc": 0.4},
-        {"kind": "dr", "capsule_layers": 3, "parallel": True, "branches": 2,
-         "val_wacc": 0.6},
-        {"kind": "dr", "capsule_layers": 3, "parallel": True, "branches": 1,
-         "val_wacc": 0.5},
-        {"kind": "em", "capsule_layers": 2, "parallel": True, "branches": 4,
-         "val_wacc": 0.3},
-        {"kind": "em", "capsule_layers": 2, "parallel": True, "branches": 5,
-         "val_wacc": None},
+        {
+            "kind": "dr",
+            "capsule_layers": 3,
+            "parallel": True,
+            "branches": 2,
+            "val_wacc": 0.4,
+        },
+        {
+            "kind": "dr",
+            "capsule_layers": 3,
+            "parallel": True,
+            "branches": 2,
+            "val_wacc": 0.6,
+        },
+        {
+            "kind": "dr",
+            "capsule_layers": 3,
+            "parallel": True,
+            "branches": 1,
+            "val_wacc": 0.5,
+        },
+        {
+            "kind": "em",
+            "capsule_layers": 2,
+            "parallel": True,
+            "branches": 4,
+            "val_wacc": 0.3,
+        },
+        {
+            "kind": "em",
+            "capsule_layers": 2,
+            "parallel": True,
+            "branches": 5,
+            "val_wacc": None,
+        },
     ]
     assert branch_curves(rows) == {
         ("dr", 3, True): [(1, 0.5), (2, 0.6)],
@@ -137,10 +177,31 @@ def test_trials_table_needs_trials(tmp_path):
 
 def _example(out, *extra):
     return [
-        sys.executable, str(ROOT / "examples" / "tune_branches.py"),
-        "--image-size", "16", "--epochs", "1", "--steps", "2", "--branches", "1",
-        "2", "--capsule-sizes", "9", "16", "--capsule-layers", "2", "3",
-        "--routing", "1", "1", "--verbose", "0", "--out", str(out), *extra,
+        sys.executable,
+        str(ROOT / "examples" / "tune_branches.py"),
+        "--image-size",
+        "16",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--branches",
+        "1",
+        "2",
+        "--capsule-sizes",
+        "9",
+        "16",
+        "--capsule-layers",
+        "2",
+        "3",
+        "--routing",
+        "1",
+        "1",
+        "--verbose",
+        "0",
+        "--out",
+        str(out),
+        *extra,
     ]
 
 
@@ -156,14 +217,21 @@ def _completed(project):
     return done
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="a subprocess run of the example; "
-                    "the resume logic is KerasTuner's and backend-neutral, tested "
-                    "in-process on every backend above")
+@pytest.mark.skipif(
+    BACKEND != "torch",
+    reason="a subprocess run of the example; "
+    "the resume logic is KerasTuner's and backend-neutral, tested "
+    "in-process on every backend above",
+)
 def test_example_killed_after_a_trial_resumes(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     project = tmp_path / "dr"
-    process = subprocess.Popen(_example(tmp_path, "--max-trials", "3"), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _example(tmp_path, "--max-trials", "3"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 240
         while not _completed(project) and time.time() < deadline:
@@ -179,8 +247,13 @@ def test_example_killed_after_a_trial_resumes(tmp_path):
         for i in first
     }
 
-    result = subprocess.run(_example(tmp_path, "--max-trials", "3"), env=env,
-                            capture_output=True, text=True, timeout=400)
+    result = subprocess.run(
+        _example(tmp_path, "--max-trials", "3"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     done = _completed(project)
     assert sorted(done) == ["0", "1", "2"]
