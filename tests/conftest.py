@@ -68,7 +68,21 @@ def _native_grouped_convolution(request, monkeypatch):
     monkeypatch.setattr(group_conv2d, "default_implementation", lambda: "native")
 
 
+def _torch_without_onednn():
+    # torch 2.13's CPU build corrupts its heap ("free(): invalid next size",
+    # then abort) in the backward pass of the small grouped convolutions of
+    # tests/layers/test_parallel_branch.py when other tests ran before them
+    # in the process; with oneDNN (mkldnn) off the whole file passes. The
+    # tests check our code's results, not oneDNN's kernels, so they run
+    # without it; the crash is reported in the issue tracker.
+    if keras.backend.backend() == "torch":
+        import torch
+
+        torch.backends.mkldnn.enabled = False
+
+
 def pytest_configure(config):
+    _torch_without_onednn()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if keras.backend.backend() == "jax":
         _share_jax_compilations(config)
