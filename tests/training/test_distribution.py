@@ -153,7 +153,7 @@ def test_cli_distribute_splits_batches_evenly(tmp_path):
         "--out",
         str(out),
     )
-    run = json.loads((out / "run.json").read_text())
+    run = json.loads((out / "run.json").read_text())["fingerprint"]
     devices = 1 if BACKEND == "torch" else 2
     assert run["images_per_class"] == replica_batch_multiple(3, devices)
     assert (run["images_per_class"] * 3) % devices == 0
