@@ -25,7 +25,7 @@ from keras_parcaps.data import (
     stratified_folds,
     to_model_input,
 )
-from tests.data.shared_data import shared_data
+from tests.data.shared_data import shared_data  # noqa: I001
 
 pytestmark = [
     pytest.mark.slow,
