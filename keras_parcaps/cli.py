@@ -518,8 +518,21 @@ def _align_classes(data, class_names):
     return aligned
 
 
-def _cmd_evaluate(args):
+def _data_for_model(args, model):
+    """The data at the size `model` was trained at, only `--fold` if given."""
     from keras_parcaps.data import fold_split, stratified_folds
+
+    size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
+    if len(size) == 2 and size[0] == size[1] and size[0] is not None:
+        args.image_size = size[0]
+    data = _data(args)
+    if args.fold is not None:
+        folds = stratified_folds(data.labels, args.n_folds, args.seed)
+        data = data.subset(fold_split(folds, args.fold)[1])
+    return data
+
+
+def _cmd_evaluate(args):
     from keras_parcaps.evaluation import evaluate_model
 
     class_names = _model_classes(args)
@@ -530,14 +543,7 @@ def _cmd_evaluate(args):
             f"{args.model_file} has {outputs} outputs but {len(class_names)} class "
             f"names: {','.join(class_names)}"
         )
-    size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
-    if len(size) == 2 and size[0] == size[1] and size[0] is not None:
-        args.image_size = size[0]  # the size the model was trained at
-    data = _data(args)
-    if args.fold is not None:
-        folds = stratified_folds(data.labels, args.n_folds, args.seed)
-        data = data.subset(fold_split(folds, args.fold)[1])
-    data = _align_classes(data, class_names)
+    data = _align_classes(_data_for_model(args, model), class_names)
     with _run_folder(args):
         report = evaluate_model(model, data, args.out, orientations=not args.no_agr)
     _print_report(report, "Evaluation")
@@ -546,17 +552,10 @@ def _cmd_evaluate(args):
 
 
 def _cmd_diagnose(args):
-    from keras_parcaps.data import fold_split, stratified_folds
     from keras_parcaps.training.diagnose import diagnose, format_diagnosis
 
     model = _load_model(args.model_file)
-    size = tuple(model.input_shape[1:3]) if hasattr(model, "input_shape") else ()
-    if len(size) == 2 and size[0] == size[1] and size[0] is not None:
-        args.image_size = size[0]
-    data = _data(args)
-    if args.fold is not None:
-        folds = stratified_folds(data.labels, args.n_folds, args.seed)
-        data = data.subset(fold_split(folds, args.fold)[1])
+    data = _data_for_model(args, model)
     report = diagnose(model, data, num_images=args.images, seed=args.seed)
     print(format_diagnosis(report))
     if args.out:
