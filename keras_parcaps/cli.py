@@ -806,6 +806,10 @@ def main(argv=None) -> int:
     refusals exit with 2 as well, a training that fails (a non-finite loss)
     with 1.
     """
+    if "jax" not in sys.modules:
+        # JAX on a CPU compiles the partitionable threefry draws of small
+        # weights in up to 85 s each (docs/getting-started.md).
+        os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "small-data" and args.out is None:

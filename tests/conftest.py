@@ -40,34 +40,6 @@ def rng():
     return np.random.default_rng(0)
 
 
-# Where `GroupConv2D`'s formulations are tested: the layers (and ops) choose
-# their own, "split" under XLA on a CPU as a user's model does.
-_OWN_GROUPED_CONVOLUTION = ("tests/layers/", "tests/ops/")
-
-
-@pytest.fixture(autouse=True)
-def _native_grouped_convolution(request, monkeypatch):
-    """Runs `GroupConv2D(implementation="auto")` natively in model-level tests.
-
-    Under XLA on a CPU, "auto" splits a grouped convolution into one
-    convolution per group (`GroupConv2D`'s fast path for the paper's 50x50
-    maps). The model-level tests run the paper's networks on grids of 1 to
-    6 pixels, where XLA's native grouped convolution is fast too, and the
-    hundreds of per-group convolutions of a split network make its
-    compilation most of a test's time (measured: the first training step of
-    `build_parallel_dr(input_shape=(32, 32, 3), n_branches=2)` on JAX, 22 s
-    of CPU native against several minutes split). Both formulations, their
-    agreement, the choice of "auto" and the split layer's training,
-    saving and mixed precision are tested in tests/layers/.
-    """
-    path = request.node.nodeid.replace("\\", "/")
-    if path.startswith(_OWN_GROUPED_CONVOLUTION):
-        return
-    from keras_parcaps.layers import group_conv2d
-
-    monkeypatch.setattr(group_conv2d, "default_implementation", lambda: "native")
-
-
 def _torch_without_onednn():
     # torch 2.13's CPU build corrupts its heap ("free(): invalid next size",
     # then abort) in the backward pass of the small grouped convolutions of
@@ -85,7 +57,27 @@ def pytest_configure(config):
     _torch_without_onednn()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if keras.backend.backend() == "jax":
+        _fast_jax_random_compilation()
         _share_jax_compilations(config)
+
+
+def _fast_jax_random_compilation():
+    """Non-partitionable threefry, in this process and its subprocesses.
+
+    With JAX 0.10's default (`jax_threefry_partitionable=True`), XLA on a
+    CPU took 0.1-85 s to compile one `jax.random.uniform` of a small weight
+    shape (measured: (3, 3, 8, 12) 76-85 s, (3, 3, 8, 8) 7-10 s; 0.8 s each
+    without it), and Keras draws every initial weight that way: building
+    the tests' models was most of the JAX suite's time. Only the random
+    streams change (docs/troubleshooting.md).
+    """
+    import jax
+
+    os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
+    jax.config.update(
+        "jax_threefry_partitionable",
+        os.environ["JAX_THREEFRY_PARTITIONABLE"].lower() in ("1", "true"),
+    )
 
 
 def _share_jax_compilations(config):

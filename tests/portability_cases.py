@@ -1,9 +1,10 @@
 """Models that must load on every backend with equal outputs.
 
-Each case is `name -> fn() -> (model, inputs)`, seeded so that the saving and
-the loading process build the same inputs. `tests/test_portability.py` saves
-every case on the current backend and loads it in a subprocess per other
-backend. Add a case here for every new layer or builder.
+Each case is `name -> fn() -> (model, inputs)`. `tests/test_portability.py`
+saves every case, its inputs and its outputs on the current backend and loads
+them in a subprocess on the next backend of the cycle TensorFlow -> JAX ->
+PyTorch -> TensorFlow, so one `make test` saves and loads on every backend.
+Add a case here for every new layer or builder.
 
 Run as a script to load saved cases: `python -m tests.portability_cases DIR`.
 """
@@ -111,23 +112,25 @@ CASES = {
 
 
 def _predict(model, inputs):
-    return np.asarray(model.predict(inputs, verbose=0))
+    # A direct call: `predict` would compile each model for one batch.
+    return np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
 
 
 def save_all(directory):
-    """Saves every case and its outputs under `directory`."""
+    """Saves every case, its inputs and its outputs under `directory`."""
     keras.utils.set_random_seed(0)
     for name, make in CASES.items():
         model, inputs = make()
         model.save(os.path.join(directory, f"{name}.keras"))
+        np.save(os.path.join(directory, f"{name}_inputs.npy"), inputs)
         np.save(os.path.join(directory, f"{name}.npy"), _predict(model, inputs))
 
 
 def load_all(directory):
     """Loads every saved case; returns `name -> max abs output difference`."""
     errors = {}
-    for name, make in CASES.items():
-        _, inputs = make()
+    for name in CASES:
+        inputs = np.load(os.path.join(directory, f"{name}_inputs.npy"))
         model = keras.models.load_model(os.path.join(directory, f"{name}.keras"))
         expected = np.load(os.path.join(directory, f"{name}.npy"))
         errors[name] = float(np.max(np.abs(_predict(model, inputs) - expected)))
@@ -135,4 +138,9 @@ def load_all(directory):
 
 
 if __name__ == "__main__":
+    from keras_parcaps.ops import routing_backend
+
+    # As in the saving test process (tests/conftest.py): the plain routing
+    # loop, not one XLA compilation per case.
+    routing_backend.set_jit_compile(False)
     print(json.dumps(load_all(sys.argv[1])))

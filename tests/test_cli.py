@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from keras_parcaps.cli import DEMO_DEFAULTS, build_parser, load_data, main
+from tests.markers import once
 
 TINY = [
     "--model",
@@ -79,6 +80,7 @@ def test_demo_writes_report_and_plots(tmp_path, capsys):
     assert diagnosis["capsules"][-1]["kind"] == "dr"
 
 
+@once("the commands' fold loops and files; training is tested on every backend")
 def test_cross_validate_and_small_data(tmp_path, capsys):
     cv = tmp_path / "cv"
     main(
@@ -150,6 +152,7 @@ def test_bad_input_messages(tmp_path, capsys):
     assert "--max-per-class" in capsys.readouterr().err
 
 
+@once("the installed console script, in a fresh interpreter")
 def test_demo_defaults_and_console_script():
     args = build_parser().parse_args(["demo"])
     assert args.model == DEMO_DEFAULTS["model"] == "parallel_dr"

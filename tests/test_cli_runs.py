@@ -14,6 +14,11 @@ import pytest
 from PIL import Image
 
 from keras_parcaps.cli import main
+from tests.markers import once
+
+# Run folders, locks and refusals are the command's own logic; checkpoints
+# resuming on every backend are tests/training/test_resume.py's.
+pytestmark = once("the command line's run folders and argument checks")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

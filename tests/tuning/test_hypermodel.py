@@ -18,6 +18,7 @@ from keras_parcaps.tuning.hypermodel import (  # noqa: E402
     ParallelCapsHyperModel,
     objective,
 )
+from tests.markers import once  # noqa: E402
 
 BACKEND = keras.backend.backend()
 # The smallest images the builders take: DR strides 16 times, EM needs a 3x3
@@ -162,6 +163,7 @@ def test_bad_input_raises_clear_errors(kwargs, match):
         ParallelCapsHyperModel(**kwargs)
 
 
+@once("what `import keras_parcaps` imports, in a fresh interpreter")
 def test_keras_tuner_is_imported_lazily_with_a_clear_error():
     # A None entry in sys.modules makes `import keras_tuner` fail as if the
     # package were absent: `import keras_parcaps` must still work (so it
