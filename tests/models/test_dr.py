@@ -46,6 +46,7 @@ def test_build_parallel_dr_trains_saves_loads(capsule_size, capsule_layers):
 
 # Initialisation is backend-independent, and TensorFlow runs these 40 steps
 # fastest here; a collapse shows on any backend.
+@pytest.mark.user_grouped_convolution
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
     reason="initialisation check, run once on the fastest backend",
