@@ -611,39 +611,40 @@ def _cmd_explain(args):
     return files
 
 
-def _cmd_cross_validate(args):
-    from keras_parcaps.training.experiments import cross_validate
-
+def _run_folds(args, experiment, title, **experiment_options):
+    """Runs `cross_validate` or `small_data` on the command's data and prints it."""
     builder = _builder(args)
     with _run_folder(args):
-        report = cross_validate(
+        report = experiment(
             builder,
             _data(args),
             args.out,
             n_folds=args.n_folds,
             run_folds=args.folds,
+            **experiment_options,
             **_train_options(args, builder),
         )
-    _print_report(report, "Cross-validation (pooled)")
+    _print_report(report, title)
     return report
+
+
+def _cmd_cross_validate(args):
+    from keras_parcaps.training.experiments import cross_validate
+
+    return _run_folds(args, cross_validate, "Cross-validation (pooled)")
 
 
 def _cmd_small_data(args):
     from keras_parcaps.training.experiments import small_data
 
-    builder = _builder(args)
-    with _run_folder(args):
-        report = small_data(
-            builder,
-            _data(args),
-            args.out,
-            args.max_per_class,
-            n_folds=args.n_folds,
-            run_folds=args.folds,
-            **_train_options(args, builder),
-        )
-    _print_report(report, f"Small data, x={args.max_per_class} (pooled)")
-    return report
+    title = f"Small data, x={args.max_per_class} (pooled)"
+    return _run_folds(args, small_data, title, max_per_class=args.max_per_class)
+
+
+def _add_fold(parser, default=None, help=None):
+    """`--fold` and `--n-folds`: one validation fold of `stratified_folds`."""
+    parser.add_argument("--fold", type=_int_at_least(0), default=default, help=help)
+    parser.add_argument("--n-folds", type=_int_at_least(2), default=5)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -671,21 +672,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(train)
     train.add_argument("--out", default="runs/train")
-    train.add_argument("--fold", type=_int_at_least(0), default=0)
-    train.add_argument("--n-folds", type=_int_at_least(2), default=5)
+    _add_fold(train, default=0)
     train.set_defaults(func=_cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a saved model.keras")
     evaluate.add_argument("model_file")
     _add_common(evaluate)
     evaluate.add_argument("--out", default="runs/evaluate")
-    evaluate.add_argument(
-        "--fold",
-        type=_int_at_least(0),
-        default=None,
-        help="evaluate only this validation fold",
-    )
-    evaluate.add_argument("--n-folds", type=_int_at_least(2), default=5)
+    _add_fold(evaluate, help="evaluate only this validation fold")
     evaluate.add_argument(
         "--class-names",
         type=_names,
@@ -708,13 +702,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=64,
         help="images to check, taken from every class in turn",
     )
-    diagnosis.add_argument(
-        "--fold",
-        type=_int_at_least(0),
-        default=None,
-        help="check only this validation fold",
-    )
-    diagnosis.add_argument("--n-folds", type=_int_at_least(2), default=5)
+    _add_fold(diagnosis, help="check only this validation fold")
     diagnosis.add_argument("--out", default=None, help="folder for diagnosis.json")
     diagnosis.set_defaults(func=_cmd_diagnose)
 

@@ -32,6 +32,8 @@ def to_model_input(images) -> np.ndarray:
 
 
 class _Batches(keras.utils.PyDataset):
+    """Epochs, shards and `__getitem__`; subclasses give `batch_indices`."""
+
     def __init__(
         self,
         data,
@@ -79,7 +81,12 @@ class _Batches(keras.utils.PyDataset):
         """Selects the epoch whose batches `__getitem__` returns."""
         self.epoch = int(epoch)
 
-    def _batch(self, indices, step):
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        # The batch's place in the run seeds its augmentation.
+        step = self.epoch * len(self) + int(index)
+        indices = self.batch_indices(index)
         # Only this shard's images are read and augmented; the augmentation
         # skips the draws of the shards before it, so the shards together
         # are exactly the unsharded batch.
@@ -194,12 +201,6 @@ class OnePerClassBatches(_Batches):
         shuffle = np.random.default_rng([self.seed, 1, step]).permutation(len(picks))
         return np.asarray(picks)[shuffle]
 
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        step = self.epoch * self.steps_per_epoch + int(index)
-        return self._batch(self.batch_indices(index), step)
-
 
 class ShuffledBatches(_Batches):
     """Ordinary batches: the whole set, reshuffled every pass.
@@ -279,9 +280,3 @@ class ShuffledBatches(_Batches):
             order = np.random.default_rng([self.seed, 2, cycle]).permutation(n)
             out[cycles == cycle] = order[offsets[cycles == cycle]]
         return out
-
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(index)
-        step = self.epoch * len(self) + int(index)
-        return self._batch(self.batch_indices(index), step)

@@ -1,76 +1,11 @@
 """`em_routing_trace`: what an EM layer's routing did, iteration by iteration."""
 
-import math
-
 import numpy as np
 from keras import ops
 
 from keras_parcaps.layers.em_class_caps import EMClassCaps
 from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.ops.em_routing import em_routing
-
-
-def _windows(inputs, kernel_size, strides, padding):
-    """`(batch, out_h, out_w, K*K, types, size)` windows, cut in numpy
-    (independently of `EMConvCaps`'s own slicing); `"same"` pads with zero
-    capsules, more at the bottom and right, as `keras.layers.Conv2D` does."""
-    height, width = inputs.shape[1:3]
-    k, s = kernel_size, strides
-    if padding == "same":
-        out_h, out_w = -(-height // s), -(-width // s)
-        pad_h = max((out_h - 1) * s + k - height, 0)
-        pad_w = max((out_w - 1) * s + k - width, 0)
-        inputs = np.pad(
-            inputs,
-            [
-                (0, 0),
-                (pad_h // 2, pad_h - pad_h // 2),
-                (pad_w // 2, pad_w - pad_w // 2),
-                (0, 0),
-                (0, 0),
-            ],
-        )
-    else:
-        out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
-    windows = [
-        inputs[:, dy : dy + (out_h - 1) * s + 1 : s, dx : dx + (out_w - 1) * s + 1 : s]
-        for dy in range(k)
-        for dx in range(k)
-    ]
-    return np.stack(windows, axis=3)
-
-
-def _votes(layer, inputs):
-    """Votes `(batch, [out_h, out_w,] n_in, n_out, P*P)` and input
-    activations `(batch, [out_h, out_w,] n_in)` from the layer's weights."""
-    inputs = np.asarray(ops.convert_to_numpy(inputs), "float32")
-    side = math.isqrt(inputs.shape[-1] - 1)
-    kernel = ops.cast(layer.kernel, "float32")
-    if isinstance(layer, EMConvCaps):
-        windows = _windows(inputs, layer.kernel_size, layer.strides, layer.padding)
-        lead = windows.shape[:3]
-        offsets, types = windows.shape[3:5]
-        poses = windows[..., :-1].reshape(*lead, offsets, types, side, side)
-        votes = ops.einsum("bhwkipq,kicqr->bhwkicpr", poses, kernel)
-        votes = ops.reshape(
-            votes, (-1, *lead[1:], offsets * types, layer.num_capsules, side * side)
-        )
-        activations = windows[..., -1].reshape(*lead, offsets * types)
-        return votes, activations
-    batch, height, width, types = inputs.shape[:4]
-    poses = inputs[..., :-1].reshape(batch, height, width, types, side, side)
-    votes = ops.einsum("bhwipq,icqr->bhwicpr", poses, kernel)
-    votes = np.array(ops.convert_to_numpy(votes))  # writable, for the offsets
-    votes = votes.reshape(batch, height, width, types, layer.num_classes, -1)
-    if layer.coordinate_addition:
-        # The scaled centre of the capsule's grid cell, added to the first
-        # two entries of the vote's last column (EMClassCaps's documented rule).
-        rows = (np.arange(height) + 0.5) / height
-        cols = (np.arange(width) + 0.5) / width
-        votes[..., side - 1] += rows[:, None, None, None]
-        votes[..., 2 * side - 1] += cols[:, None, None]
-    votes = votes.reshape(batch, height * width * types, layer.num_classes, -1)
-    return votes, inputs[..., -1].reshape(batch, -1)
 
 
 def em_routing_trace(layer, inputs) -> dict:
@@ -123,7 +58,8 @@ def em_routing_trace(layer, inputs) -> dict:
             "`layer` must be an `EMConvCaps` or `EMClassCaps` layer. "
             f"Received: layer={layer!r}"
         )
-    votes, input_activations = _votes(layer, inputs)
+    votes, input_activations = layer.compute_votes(ops.cast(inputs, "float32"))
+    input_activations = ops.convert_to_numpy(input_activations)
     assignments, activations, poses = [], [], []
     for k in range(1, layer.routing_iterations + 1):
         pose, activation, assignment = em_routing(

@@ -45,8 +45,8 @@ class BaseEMCaps(keras.layers.Layer):
     `beta_a` and `beta_u` per output type, routing the votes and
     concatenating poses and activations, and the shared part of
     `get_config`. Subclasses check their own arguments, call
-    `build_weights` in `build`, compute the votes in `call` and pass them to
-    `route`. Not meant to be used directly.
+    `build_weights` in `build` and compute the votes in `compute_votes`,
+    which `call` routes. Not meant to be used directly.
 
     Args:
         num_outputs: Number of output capsule types, at least 1.
@@ -117,6 +117,24 @@ class BaseEMCaps(keras.layers.Layer):
             initializer="zeros",
             autocast=False,
         )
+
+    def compute_votes(self, inputs):
+        """The votes and input activations of `inputs`, for `route`.
+
+        `kp.explain.em_routing_trace` replays the routing from them.
+
+        Args:
+            inputs: The layer's input capsules, float32.
+
+        Returns:
+            Votes `(..., n_in, num_outputs, P*P)` and activations
+            `(..., n_in)`, float32.
+        """
+        raise NotImplementedError
+
+    def call(self, inputs):
+        votes, activations = self.compute_votes(ops.cast(inputs, "float32"))
+        return self.route(votes, activations)
 
     def route(self, votes, activations):
         """EM routing, then `(..., num_outputs, P*P + 1)` in the compute dtype.

@@ -104,8 +104,7 @@ class EMClassCaps(BaseEMCaps):
         offsets[..., 2 * side - 1] = cols[None, :, None, None]
         return ops.convert_to_tensor(offsets)
 
-    def call(self, inputs):
-        inputs = ops.cast(inputs, "float32")
+    def compute_votes(self, inputs):
         _, height, width, in_types, size = inputs.shape
         side = math.isqrt(size - 1)
         poses = ops.reshape(inputs[..., :-1], (-1, height, width, in_types, side, side))
@@ -120,7 +119,7 @@ class EMClassCaps(BaseEMCaps):
         votes = ops.reshape(
             votes, (-1, height * width * in_types, self.num_classes, side * side)
         )
-        return self.route(votes, activations)
+        return votes, activations
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes, input_shape[-1])

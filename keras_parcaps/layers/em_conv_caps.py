@@ -159,8 +159,7 @@ class EMConvCaps(BaseEMCaps):
         ]
         return ops.stack(slices, axis=3)
 
-    def call(self, inputs):
-        inputs = ops.cast(inputs, "float32")
+    def compute_votes(self, inputs):
         windows = self._windows(inputs)
         _, out_h, out_w, offsets, in_types, size = windows.shape
         side = math.isqrt(size - 1)
@@ -176,7 +175,7 @@ class EMConvCaps(BaseEMCaps):
             votes,
             (-1, out_h, out_w, offsets * in_types, self.num_capsules, side * side),
         )
-        return self.route(votes, activations)
+        return votes, activations
 
     def compute_output_shape(self, input_shape):
         return (

@@ -8,12 +8,12 @@ from keras_parcaps.layers.dr_caps import DRCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.margin_loss import MarginLoss
-from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.models.stem import (
     STEM_STRIDE,
     block,
     check_capsule_options,
     check_input_shape,
+    compiled_network,
     stem,
 )
 
@@ -26,6 +26,17 @@ MIN_SIZE = STEM_STRIDE * 2
 
 def _block():
     return block([256, 256, 512], cardinality=64, name="block")
+
+
+def _class_scores(caps, num_classes, capsule_size, routing_iterations):
+    caps = DRCaps(
+        num_classes,
+        capsule_size,
+        routing_iterations=routing_iterations,
+        name="class_caps",
+    )(caps)
+    # The class scores are the lengths of the Class-Caps.
+    return CapsuleLength(name="length")(caps)
 
 
 def dr_branch(
@@ -132,17 +143,9 @@ def build_dr(
             routing_iterations=routing_iterations,
             name=f"mid_caps_{i + 1}",
         )(caps)
-    caps = DRCaps(
-        num_classes,
-        capsule_size,
-        routing_iterations=routing_iterations,
-        name="class_caps",
-    )(caps)
-    scores = CapsuleLength(name="length")(caps)
-    model = keras.Model(inputs, scores, name=f"dr_capsnet_{capsule_layers}l")
-    return compile_model(
-        model, loss=MarginLoss(), learning_rate=learning_rate, num_classes=num_classes
-    )
+    scores = _class_scores(caps, num_classes, capsule_size, routing_iterations)
+    name = f"dr_capsnet_{capsule_layers}l"
+    return compiled_network(inputs, scores, name, MarginLoss(), learning_rate)
 
 
 def build_parallel_dr(
@@ -215,16 +218,6 @@ def build_parallel_dr(
         primary_length = PRIMARY_LENGTH // n_branches
     branch = dr_branch(features.shape[1:], capsule_size, capsule_layers, primary_length)
     caps = ParallelBranch(branch, n_branches, name="branches")(features)
-    caps = DRCaps(
-        num_classes,
-        capsule_size,
-        routing_iterations=routing_iterations,
-        name="class_caps",
-    )(caps)
-    scores = CapsuleLength(name="length")(caps)
-    model = keras.Model(
-        inputs, scores, name=f"parallel_dr_capsnet_{capsule_layers}l_{n_branches}b"
-    )
-    return compile_model(
-        model, loss=MarginLoss(), learning_rate=learning_rate, num_classes=num_classes
-    )
+    scores = _class_scores(caps, num_classes, capsule_size, routing_iterations)
+    name = f"parallel_dr_capsnet_{capsule_layers}l_{n_branches}b"
+    return compiled_network(inputs, scores, name, MarginLoss(), learning_rate)

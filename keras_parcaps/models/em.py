@@ -9,12 +9,12 @@ from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.spread_loss import SpreadLoss
-from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.models.stem import (
     STEM_STRIDE,
     block,
     check_capsule_options,
     check_input_shape,
+    compiled_network,
     stem,
 )
 
@@ -145,12 +145,9 @@ def build_em(
     caps = _primary_caps(x, PRIMARY_CAPS, capsule_size)
     caps = _mid_caps(caps, n_mid_caps, capsule_layers, routing)
     scores = _class_scores(caps, num_classes, routing)
-    model = keras.Model(inputs, scores, name=f"em_capsnet_{capsule_layers}l")
-    return compile_model(
-        model,
-        loss=SpreadLoss(margin=margin),
-        learning_rate=learning_rate,
-        num_classes=num_classes,
+    name = f"em_capsnet_{capsule_layers}l"
+    return compiled_network(
+        inputs, scores, name, SpreadLoss(margin=margin), learning_rate
     )
 
 
@@ -241,12 +238,7 @@ def build_parallel_em(
 
     caps = ParallelBranch(branch, n_branches, name="branches")(features)
     scores = _class_scores(caps, num_classes, routing)
-    model = keras.Model(
-        inputs, scores, name=f"parallel_em_capsnet_{capsule_layers}l_{n_branches}b"
-    )
-    return compile_model(
-        model,
-        loss=SpreadLoss(margin=margin),
-        learning_rate=learning_rate,
-        num_classes=num_classes,
+    name = f"parallel_em_capsnet_{capsule_layers}l_{n_branches}b"
+    return compiled_network(
+        inputs, scores, name, SpreadLoss(margin=margin), learning_rate
     )

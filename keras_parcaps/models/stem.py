@@ -1,10 +1,11 @@
-"""The CNN stem shared by the paper's capsule networks, and their checks."""
+"""The CNN stem shared by the paper's capsule networks, their checks and compiling."""
 
 import keras
 
 from keras_parcaps._checks import check_choice, check_positive_int
 from keras_parcaps.layers.image_centering import ImageCentering
 from keras_parcaps.layers.resnext_block import ResNeXtBlock
+from keras_parcaps.models.compiling import compile_model
 
 # The stem halves the image three times: 400x400 -> 50x50.
 STEM_STRIDE = 8
@@ -112,3 +113,21 @@ def block(filters, cardinality: int, name: str) -> ResNeXtBlock:
         momentum=BATCH_NORM_MOMENTUM,
         name=name,
     )
+
+
+def compiled_network(inputs, scores, name: str, loss, learning_rate: float):
+    """The paper's network from `inputs` to `scores`, compiled the paper's way.
+
+    Args:
+        inputs: The image input tensor.
+        scores: The class scores, `(batch, num_classes)`; their last
+            dimension is the number of classes of WAcc.
+        name: Model name.
+        loss: The network's loss, such as `MarginLoss()` or `SpreadLoss()`.
+        learning_rate: Nadam learning rate.
+
+    Returns:
+        A `keras.Model` compiled by `compile_model` (Nadam, Acc and WAcc).
+    """
+    model = keras.Model(inputs, scores, name=name)
+    return compile_model(model, loss=loss, learning_rate=learning_rate)

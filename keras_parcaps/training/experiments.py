@@ -98,17 +98,30 @@ def train_and_evaluate(
                     **(train_options.get("fingerprint") or {}),
                 }
             )
-        model = _build_and_train(
-            builder,
-            train_data,
-            test_data,
-            out_dir,
-            epochs,
-            steps_per_epoch,
-            validate,
-            distribute,
-            train_options,
-        )
+        with data_parallel() if distribute else contextlib.nullcontext() as devices:
+            if distribute:
+                train_options.setdefault(
+                    "images_per_class",
+                    replica_batch_multiple(train_data.num_classes, len(devices)),
+                )
+                if validate:
+                    warnings.warn(
+                        "Per-epoch validation is skipped when training "
+                        "data-parallel (its last batch would not split evenly "
+                        "across devices); the final evaluation still runs.",
+                        stacklevel=2,
+                    )
+                validate = False
+            model = builder(_image_shape(train_data), train_data.num_classes)
+            train(
+                model,
+                train_data,
+                out_dir,
+                val_data=test_data if validate else None,
+                epochs=epochs,
+                steps_per_epoch=steps_per_epoch,
+                **train_options,
+            )
         report = evaluate_model(model, test_data, out_dir, orientations=orientations)
         if (out_dir / "log.csv").is_file():
             report["files"]["training_curves"] = plot_training_curves(
@@ -117,54 +130,18 @@ def train_and_evaluate(
     return report
 
 
-def _build_and_train(
-    builder,
-    train_data,
-    test_data,
-    out_dir,
-    epochs,
-    steps_per_epoch,
-    validate,
-    distribute,
-    train_options,
-):
-    with data_parallel() if distribute else contextlib.nullcontext() as devices:
-        if distribute:
-            train_options.setdefault(
-                "images_per_class",
-                replica_batch_multiple(train_data.num_classes, len(devices)),
-            )
-            if validate:
-                warnings.warn(
-                    "Per-epoch validation is skipped when training "
-                    "data-parallel (its last batch would not split evenly "
-                    "across devices); the final evaluation still runs.",
-                    stacklevel=3,
-                )
-                validate = False
-        model = builder(_image_shape(train_data), train_data.num_classes)
-        train(
-            model,
-            train_data,
-            out_dir,
-            val_data=test_data if validate else None,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            **train_options,
-        )
-    return model
-
-
 def _folds_run(
-    builder, data, folds, out_dir, run_folds, test_of, extra=None, **options
+    builder, data, folds, out_dir, run_folds, shared_test=None, extra=None, **options
 ):
     out_dir = Path(out_dir)
     n_folds = int(folds.max()) + 1
     run_folds = list(range(n_folds)) if run_folds is None else list(run_folds)
     per_fold, truth, predicted, views = [], [], [], []
     for fold in run_folds:
-        train_idx, _ = fold_split(folds, fold)
-        test_idx = test_of(fold)
+        train_idx, test_idx = fold_split(folds, fold)
+        if shared_test is not None:
+            # The small-data test set (fold -1) is tested by every run.
+            test_idx = np.concatenate([test_idx, shared_test])
         report = train_and_evaluate(
             builder,
             data.subset(train_idx),
@@ -270,16 +247,7 @@ def cross_validate(
     if folds is None:
         folds = stratified_folds(data.labels, n_folds, seed)
     folds = np.asarray(folds)
-    return _folds_run(
-        builder,
-        data,
-        folds,
-        out_dir,
-        run_folds,
-        lambda fold: fold_split(folds, fold)[1],
-        seed=seed,
-        **options,
-    )
+    return _folds_run(builder, data, folds, out_dir, run_folds, seed=seed, **options)
 
 
 def small_data(
@@ -337,18 +305,13 @@ def small_data(
         (2, 6)
     """
     folds = small_data_split(data.labels, max_per_class, n_folds, seed)
-    rest = np.flatnonzero(folds < 0)
-
-    def test_of(fold):
-        return np.concatenate([fold_split(folds, fold)[1], rest])
-
     return _folds_run(
         builder,
         data,
         folds,
         out_dir,
         run_folds,
-        test_of,
+        shared_test=np.flatnonzero(folds < 0),
         extra={"max_per_class": max_per_class},
         seed=seed,
         **options,

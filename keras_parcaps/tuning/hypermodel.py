@@ -224,34 +224,25 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         the values of each trial.
         """
         paper = PAPER_DEFAULTS[self.kind]
-        low, high, step = self.branches
-        r_low, r_high, r_step = self.routing_iterations
+
+        def integer(name, bounds):
+            low, high, step = bounds
+            default = _default(paper[name], low, high, step)
+            return hp.Int(name, low, high, step=step, default=default)
+
+        def choice(name, options):
+            default = _nearest(paper[name], options)
+            return hp.Choice(name, list(options), default=default)
+
+        # Declared in this order: KerasTuner's space and trials follow it.
         return {
             "kind": hp.Fixed("kind", self.kind),
             "parallel": hp.Fixed("parallel", self.parallel),
-            "branches": hp.Int(
-                "branches",
-                low,
-                high,
-                step=step,
-                default=_default(paper["branches"], low, high, step),
-            ),
-            "capsule_size": hp.Choice(
-                "capsule_size",
-                list(self.capsule_sizes),
-                default=_nearest(paper["capsule_size"], self.capsule_sizes),
-            ),
-            "capsule_layers": hp.Choice(
-                "capsule_layers",
-                list(self.capsule_layers),
-                default=_nearest(paper["capsule_layers"], self.capsule_layers),
-            ),
-            "routing_iterations": hp.Int(
-                "routing_iterations",
-                r_low,
-                r_high,
-                step=r_step,
-                default=_default(paper["routing_iterations"], r_low, r_high, r_step),
+            "branches": integer("branches", self.branches),
+            "capsule_size": choice("capsule_size", self.capsule_sizes),
+            "capsule_layers": choice("capsule_layers", self.capsule_layers),
+            "routing_iterations": integer(
+                "routing_iterations", self.routing_iterations
             ),
         }
 
