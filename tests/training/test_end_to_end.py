@@ -22,6 +22,8 @@ EPOCHS, STEPS, BATCH = 4, 30, 16
 
 pytestmark = [
     pytest.mark.slow,
+    # 120 steps at 64x64: split grouped convolutions, as the user's model.
+    pytest.mark.user_grouped_convolution,
     pytest.mark.skipif(
         keras.backend.backend() != "tensorflow",
         reason="real-data training runs on the TensorFlow backend only",
