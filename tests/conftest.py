@@ -105,7 +105,7 @@ def _fast_jax_random_compilation():
     shape (measured: (3, 3, 8, 12) 76-85 s, (3, 3, 8, 8) 7-10 s; 0.8 s each
     without it), and Keras draws every initial weight that way: building
     the tests' models was most of the JAX suite's time. Only the random
-    streams change (docs/troubleshooting.md).
+    streams change (docs/getting-started.md).
     """
     import jax
 

@@ -140,7 +140,7 @@ def load_all(directory):
 if __name__ == "__main__":
     from keras_parcaps.ops import routing_backend
 
-    # As in the saving test process (tests/conftest.py): the plain routing
-    # loop, not one XLA compilation per case.
+    # The plain routing loop: one XLA compilation of it per case would cost
+    # more than the check (the compiled path is tested in tests/ops/).
     routing_backend.set_jit_compile(False)
     print(json.dumps(load_all(sys.argv[1])))

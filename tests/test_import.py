@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import keras
-import pytest
 
 from keras_parcaps.data import data_dir
+from tests.markers import once
 
 # The user's matplotlib backend (MPLBACKEND=svg) survives the import and a
 # plot, and the plot leaves no pyplot figure open.
@@ -26,10 +26,7 @@ assert not plt.get_fignums(), "a figure was left open in pyplot"
 
 # A fresh interpreter costs 10-20 s of CPU for its imports; what the import
 # does to matplotlib does not depend on the backend.
-@pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    reason="backend-independent import check, run once (on PyTorch)",
-)
+@once("what `import keras_parcaps` does to matplotlib, in a fresh interpreter")
 def test_import_leaves_matplotlib_alone(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "MPLBACKEND": "svg"}
     result = subprocess.run(

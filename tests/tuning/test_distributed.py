@@ -5,11 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import keras
 import pytest
 
 pytest.importorskip("keras_tuner")
 pytest.importorskip("grpc")
+
+from tests.markers import once  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -21,12 +22,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    reason="three processes on 2 cores: run once, on the backend that starts "
-    "and trains fastest on CPU; the chief/worker protocol is KerasTuner's gRPC, "
-    "the same on every backend",
-)
+@once("three processes on 2 cores; the chief/worker protocol is KerasTuner's gRPC")
 def test_chief_and_two_workers_finish_a_search(tmp_path):
     port = str(_free_port())
     command = [

@@ -22,6 +22,7 @@ from keras_parcaps.tuning.report import (  # noqa: E402
     write_trials_csv,
 )
 from keras_parcaps.tuning.search import make_tuner  # noqa: E402
+from tests.markers import once  # noqa: E402
 
 BACKEND = keras.backend.backend()
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,10 +102,7 @@ def test_search_resumes_and_the_best_trial_rebuilds(tmp_path):
     assert image.stat().st_size > 1000
 
 
-@pytest.mark.skipif(
-    BACKEND != "torch",
-    reason="the tuners are backend-neutral; PyTorch runs trials fastest on CPU",
-)
+@once("the tuners are KerasTuner's")
 @pytest.mark.parametrize("tuner", ["bayesian", "hyperband"])
 def test_other_tuners_optimize_val_wacc(tmp_path, tuner):
     options = {"num_initial_points": 1} if tuner == "bayesian" else {"factor": 2}
@@ -217,11 +215,9 @@ def _completed(project):
     return done
 
 
-@pytest.mark.skipif(
-    BACKEND != "torch",
-    reason="a subprocess run of the example; "
-    "the resume logic is KerasTuner's and backend-neutral, tested "
-    "in-process on every backend above",
+@once(
+    "a subprocess run of the example; the resume logic is KerasTuner's, tested "
+    "in-process on every backend above"
 )
 def test_example_killed_after_a_trial_resumes(tmp_path):
     env = {**os.environ, "KERAS_BACKEND": "torch"}
