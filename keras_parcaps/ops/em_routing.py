@@ -16,7 +16,9 @@ activations do not depend on the scale of the poses; and every variance has
 a prior worth `PRIOR_VOTES` votes of that scale, so that an output capsule
 fitted to one or two votes does not collapse to a zero-variance Gaussian
 (see `em_m_step`).
-The largest intermediates are a few float32 tensors of the votes' size.
+Each iteration reads the votes through two batched matrix products and
+writes nothing of their size (see `_moments`); the largest intermediate is
+the centered votes beside their squares, twice the votes' size, made once.
 """
 
 import math
@@ -63,34 +65,56 @@ def _flatten(votes):
     return ops.transpose(votes, (0, 2, 1, 3))
 
 
-def _m_step(votes, activations, assignments, beta_a, beta_u, scale, lam, eps, prior):
-    """M-step on `(n, j, i, d)` votes and `(n, j, i)` assignments; also
-    returns `(V - mu)^2`."""
-    n_out, n_in = votes.shape[1], votes.shape[2]
-    weighted = assignments * ops.expand_dims(activations, 1)
+def _moments(votes, eps):
+    """What every iteration reads of the `(n, j, i, D)` votes.
+
+    Returns `(features, center, scale)`: the votes' deviations from their
+    unweighted mean over the inputs, `center` `(n, j, D)`, side by side with
+    their squares, `(n, j, i, 2D)`, and the mean squared vote `(n, D)`.
+    With them an M-step is one matrix product (`sum_i r V`, `sum_i r V^2`)
+    and an E-step another (`V^2 / 2var - V mu / var`), so no iteration
+    writes a tensor of the votes' size. Centering keeps the expanded
+    variance `sum_i r V^2 - mu sum_i r V` free of cancellation when the
+    votes sit far from zero.
+    """
+    center = ops.mean(votes, axis=2)
+    deviations = votes - ops.expand_dims(center, 2)
+    squares = ops.square(deviations)
+    scale = ops.mean(ops.mean(squares, axis=2) + ops.square(center), axis=1) + eps
+    return ops.concatenate([deviations, squares], axis=-1), center, scale
+
+
+def _m_step(features, weighted, beta_a, beta_u, scale, lam, eps, prior):
+    """M-step from `_moments` features and `(n, j, i)` weighted assignments
+    `R a`; the mean is relative to the votes' center."""
+    n_out, n_in, dim = features.shape[1], features.shape[2], features.shape[3] // 2
     total = ops.sum(weighted, axis=2)
-    coeff = ops.expand_dims(weighted / (ops.expand_dims(total, 2) + eps), 2)
-    mean = ops.squeeze(ops.matmul(coeff, votes), 2)
-    squares = ops.square(votes - ops.expand_dims(mean, 2))
-    spread = ops.squeeze(ops.matmul(ops.expand_dims(weighted, 2), squares), 2)
-    variance = (spread + prior * ops.expand_dims(scale, 1)) / (
-        ops.expand_dims(total, 2) + prior + eps
-    ) + eps
+    moments = ops.squeeze(ops.matmul(ops.expand_dims(weighted, 2), features), 2)
+    first, second = moments[..., :dim], moments[..., dim:]
+    mass = ops.expand_dims(total, 2)
+    mean = first / (mass + eps)
+    # sum_i r (V - mu)^2 = sum_i r V^2 - mu (2 sum_i r V - mu sum_i r).
+    spread = ops.relu(second - mean * (2.0 * first - mean * mass))
+    variance = (spread + prior * ops.expand_dims(scale, 1)) / (mass + prior + eps) + eps
     share = total * (COST_SCALE * n_out / n_in)
     log_ratio = ops.log(variance) - ops.expand_dims(ops.log(scale), 1)
     beta_u = ops.expand_dims(ops.cast(beta_u, "float32"), -1)
     cost = ops.sum(beta_u + 0.5 * log_ratio, axis=-1) * share
     logits = lam * (ops.cast(beta_a, "float32") - cost)
-    return mean, variance, logits, squares
+    return mean, variance, logits
 
 
-def _e_step(squares, variance, logits):
-    """E-step on `(n, j, i, d)` squared deviations `(V - mu)^2`; returns
-    `(n, j, i)` assignments."""
+def _e_step(features, mean, variance, logits):
+    """E-step from `_moments` features and a centered mean; returns `(n, j,
+    i)` assignments."""
     if logits.shape[-1] == 1:
-        return ops.ones_like(squares[..., 0])
-    distance = ops.squeeze(ops.matmul(squares, ops.expand_dims(0.5 / variance, -1)), -1)
-    log_norm = 0.5 * ops.sum(ops.log(2.0 * math.pi * variance), axis=-1)
+        return ops.ones_like(features[..., 0])
+    inverse = 0.5 / variance
+    coefficients = ops.concatenate([-2.0 * mean * inverse, inverse], axis=-1)
+    distance = ops.squeeze(ops.matmul(features, ops.expand_dims(coefficients, -1)), -1)
+    log_norm = ops.sum(
+        ops.square(mean) * inverse + 0.5 * ops.log(2.0 * math.pi * variance), axis=-1
+    )
     log_r = ops.expand_dims(ops.log_sigmoid(logits) - log_norm, 2) - distance
     return ops.softmax(log_r, axis=1)
 
@@ -102,11 +126,6 @@ def _check_prior(prior_votes) -> float:
             f"Received: prior_votes={prior_votes!r}"
         )
     return float(prior_votes)
-
-
-def _scale(votes, eps):
-    """The mean squared vote per pose entry of each problem, `(n, D)`."""
-    return ops.mean(ops.square(votes), axis=(1, 2)) + eps
 
 
 def em_m_step(
@@ -172,19 +191,20 @@ def em_m_step(
         ((2, 3, 16), (2, 3, 16), (2, 3))
     """
     lead, (n_in, n_out) = votes.shape[:-3], votes.shape[-3:-1]
-    flat = _flatten(votes)
+    features, center, scale = _moments(_flatten(votes), epsilon)
     assignments = ops.reshape(ops.cast(assignments, "float32"), (-1, n_in, n_out))
-    mean, variance, logits, _ = _m_step(
-        flat,
-        ops.reshape(ops.cast(activations, "float32"), (-1, n_in)),
-        ops.transpose(assignments, (0, 2, 1)),
+    activations = ops.reshape(ops.cast(activations, "float32"), (-1, 1, n_in))
+    mean, variance, logits = _m_step(
+        features,
+        ops.transpose(assignments, (0, 2, 1)) * activations,
         beta_a,
         beta_u,
-        _scale(flat, epsilon),
+        scale,
         inverse_temperature,
         epsilon,
         _check_prior(prior_votes),
     )
+    mean = mean + center
     return (
         ops.reshape(mean, (-1, *lead[1:], *mean.shape[1:])),
         ops.reshape(variance, (-1, *lead[1:], *variance.shape[1:])),
@@ -218,12 +238,12 @@ def em_e_step(votes, mean, variance, logits):
         True
     """
     lead, (n_in, n_out, dim) = votes.shape[:-3], votes.shape[-3:]
-    flat = _flatten(votes)
+    features, center, _ = _moments(_flatten(votes), 0.0)
     mean = ops.reshape(ops.cast(mean, "float32"), (-1, n_out, dim))
     variance = ops.reshape(ops.cast(variance, "float32"), (-1, n_out, dim))
     logits = ops.reshape(ops.cast(logits, "float32"), (-1, n_out))
-    squares = ops.square(flat - ops.expand_dims(mean, 2))
-    assignments = ops.transpose(_e_step(squares, variance, logits), (0, 2, 1))
+    assignments = _e_step(features, mean - center, variance, logits)
+    assignments = ops.transpose(assignments, (0, 2, 1))
     return ops.reshape(assignments, (-1, *lead[1:], n_in, n_out))
 
 
@@ -320,26 +340,24 @@ def _em_loop(
     epsilon,
     prior_votes,
 ):
-    """The iterations of `em_routing` on `(problems, n_out, n_in, D)` votes.
+    """The iterations of `em_routing` on `(problems, n_in, n_out, D)` votes.
 
     Returns the mean `(n, n_out, D)`, the activation logits `(n, n_out)` and
     the assignments `(n, n_out, n_in)` of the last M-step.
     """
-    votes = _flatten(votes)
-    n_out, n_in = votes.shape[1], votes.shape[2]
-    activations = ops.reshape(activations, (-1, n_in))
-    scale = _scale(votes, epsilon)
-    assignments = ops.ones_like(votes[..., 0]) / n_out
+    features, center, scale = _moments(_flatten(votes), epsilon)
+    n_out, n_in = features.shape[1], features.shape[2]
+    activations = ops.reshape(activations, (-1, 1, n_in))
+    assignments = ops.ones_like(features[..., 0]) / n_out
     lambdas = inverse_temperatures(routing_iterations, final_lambda)
     if n_out == 1:
         # Every assignment is 1 in every iteration, so every M-step fits the
         # same Gaussian: only the last one's inverse temperature matters.
         lambdas = lambdas[-1:]
     for i, inverse_temperature in enumerate(lambdas):
-        mean, variance, logits, squares = _m_step(
-            votes,
-            activations,
-            assignments,
+        mean, variance, logits = _m_step(
+            features,
+            assignments * activations,
             beta_a,
             beta_u,
             scale,
@@ -348,5 +366,5 @@ def _em_loop(
             prior_votes,
         )
         if i < len(lambdas) - 1:
-            assignments = _e_step(squares, variance, logits)
-    return mean, logits, assignments
+            assignments = _e_step(features, mean, variance, logits)
+    return mean + center, logits, assignments
