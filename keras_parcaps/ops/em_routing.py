@@ -84,15 +84,16 @@ def _moments(votes, eps):
     return ops.concatenate([deviations, squares], axis=-1), center, scale
 
 
-def _m_step(features, weighted, beta_a, beta_u, scale, lam, eps, prior):
-    """M-step from `_moments` features and `(n, j, i)` weighted assignments
-    `R a`; the mean is relative to the votes' center."""
+def _m_step(features, center, weighted, beta_a, beta_u, scale, lam, eps, prior):
+    """M-step from `_moments` and `(n, j, i)` weighted assignments `R a`;
+    the mean is relative to the votes' center."""
     n_out, n_in, dim = features.shape[1], features.shape[2], features.shape[3] // 2
     total = ops.sum(weighted, axis=2)
     moments = ops.squeeze(ops.matmul(ops.expand_dims(weighted, 2), features), 2)
     first, second = moments[..., :dim], moments[..., dim:]
     mass = ops.expand_dims(total, 2)
-    mean = first / (mass + eps)
+    # mu = sum_i r V / (sum_i r + eps), relative to the center.
+    mean = (first - eps * center) / (mass + eps)
     # sum_i r (V - mu)^2 = sum_i r V^2 - mu (2 sum_i r V - mu sum_i r).
     spread = ops.relu(second - mean * (2.0 * first - mean * mass))
     variance = (spread + prior * ops.expand_dims(scale, 1)) / (mass + prior + eps) + eps
@@ -196,6 +197,7 @@ def em_m_step(
     activations = ops.reshape(ops.cast(activations, "float32"), (-1, 1, n_in))
     mean, variance, logits = _m_step(
         features,
+        center,
         ops.transpose(assignments, (0, 2, 1)) * activations,
         beta_a,
         beta_u,
@@ -357,6 +359,7 @@ def _em_loop(
     for i, inverse_temperature in enumerate(lambdas):
         mean, variance, logits = _m_step(
             features,
+            center,
             assignments * activations,
             beta_a,
             beta_u,

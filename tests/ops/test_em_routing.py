@@ -174,6 +174,23 @@ def test_routing_matches_numpy(rng, iterations):
     np.testing.assert_allclose(ops.convert_to_numpy(R).sum(-1), 1.0, rtol=1e-5)
 
 
+def test_routing_is_exact_for_votes_far_from_zero(rng):
+    # The iterations expand sum_i r (V - mu)^2 into moments of the votes;
+    # uncentered, votes of 100 +- 0.01 would lose every digit of the spread.
+    V, a, _, beta_a, beta_u = _problem(rng, batch=2, n_in=9, n_out=4, dim=9)
+    V = 100.0 + 0.01 * V
+    pose, act = em_routing(
+        V.astype("float32"),
+        a.astype("float32"),
+        beta_a.astype("float32"),
+        beta_u.astype("float32"),
+        routing_iterations=3,
+    )
+    pose_ref, act_ref = numpy_em_routing(V, a, beta_a, beta_u, 3)
+    np.testing.assert_allclose(ops.convert_to_numpy(pose), pose_ref, rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(act), act_ref, atol=1e-4)
+
+
 def test_leading_grid_axes_are_independent_problems(rng):
     V = rng.normal(size=(2, 3, 2, 5, 2, 4)).astype("float32")
     a = rng.uniform(size=(2, 3, 2, 5)).astype("float32")
