@@ -16,8 +16,9 @@ from keras_parcaps.training import get_builder, train_and_evaluate
 from tests.data.shared_data import shared_data
 
 # A 2-layer parallel DR-CapsNet with 4 branches at 64x64 (the demo's
-# network), trained with ordinary shuffled batches: the test set keeps the
-# natural class balance, and so does the training here.
+# network with `--capsule-layers 2`), trained with ordinary shuffled
+# batches: the test set keeps the natural class balance, and so does the
+# training here.
 EPOCHS, STEPS, BATCH = 4, 30, 16
 
 pytestmark = [
