@@ -32,6 +32,7 @@
 # this script; memory is then the peak RSS), PYTHON (python3).
 #   Test on a CPU: SIZE=48 BUDGET_S=120 ALLOW_CPU=1 OUT=/tmp/g \
 #                  PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
+# The multi-process path: bash benchmarks/gpu_check.sh distributed (below).
 set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -75,6 +76,44 @@ if ! "$PYTHON" -c "import keras" 2>/dev/null; then
              "(run 'benchmarks/gpu_check.sh fetch' here and carry .whl)." | tee -a "$LOG"
         exit 1
     fi
+fi
+
+# `gpu_check.sh distributed`: the multi-process path instead of the models
+# (benchmarks/multiprocess_check.py, about 2 minutes on 16 cores): torch
+# DistributedDataParallel under torchrun with one process on the GPU (NCCL)
+# against one plain process on the GPU; two torchrun processes on the CPU
+# (gloo), two JAX processes (jax.distributed, CPU) and, where TensorFlow is
+# installed, two MultiWorkerMirroredStrategy workers, each against one plain
+# process: weights after the same steps, and steps/s. One GPU cannot be
+# shared by two NCCL processes, hence the CPU for two. Cases run side by
+# side (CASES overrides the list); writes $OUT/gpu_check_distributed.md.
+if [ "${1:-}" = "distributed" ]; then
+    CASES=${CASES:-}
+    if [ -z "$CASES" ]; then
+        if "$PYTHON" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>>"$LOG"; then
+            CASES="torch:gpu:1"
+        fi
+        CASES="$CASES torch:cpu:2 jax:cpu:2"
+        if "$PYTHON" -c "import tensorflow" 2>>"$LOG"; then
+            CASES="$CASES tensorflow:cpu:2"
+        fi
+    fi
+    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+    args=()
+    for case in $CASES; do args+=(--case "$case"); done
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >> "$LOG" 2>&1
+    timeout -k 5 "${DIST_BUDGET_S:-220}" "$PYTHON" benchmarks/multiprocess_check.py \
+        "${args[@]}" --jobs 4 --epochs 2 --steps "${DIST_STEPS:-6}" \
+        --image-size "${DIST_SIZE:-32}" --timeout "${DIST_CASE_S:-200}" \
+        --out "$OUT/distributed" 2>>"$LOG" | tee -a "$LOG"
+    status=${PIPESTATUS[0]}
+    {
+        echo "## Multi-process check ($(date -u +%Y-%m-%d), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
+        echo
+        cat "$OUT/distributed/multiprocess_check.md" 2>/dev/null || echo "no table: exit status $status, see gpu_check.log"
+    } > "$OUT/gpu_check_distributed.md"
+    cat "$OUT/gpu_check_distributed.md"
+    exit "$status"
 fi
 
 # Prints "GPU <name>", "CPU" or "MISSING <reason>" for the current backend.

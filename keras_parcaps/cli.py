@@ -410,13 +410,29 @@ def _fingerprint(args, builder) -> dict:
 
 @contextlib.contextmanager
 def _run_folder(args):
-    """Holds `--out`'s lock for the whole command; clears it on --overwrite."""
-    from keras_parcaps.training import RunFolder
+    """Holds `--out`'s lock for the whole command; clears it on --overwrite.
 
-    with RunFolder(args.out) as run:
+    In a run of several processes, the chief alone locks and clears the
+    folder; the others learn whether it could.
+    """
+    from keras_parcaps.training import RunFolder, distribution_backend
+
+    run = RunFolder(args.out)
+
+    def take():
+        run.lock()
         if getattr(args, "overwrite", False):
-            run.clear()
+            try:
+                run.clear()
+            except BaseException:
+                run.unlock()
+                raise
+
+    distribution_backend.on_chief(take)
+    try:
         yield run
+    finally:
+        run.unlock()  # nothing to do where the lock is not held
 
 
 def _cmd_train(args, title="Validation fold"):
@@ -765,9 +781,29 @@ def build_parser() -> argparse.ArgumentParser:
             "--distribute",
             action="store_true",
             help="train data-parallel on every GPU (else every CPU device) "
-            "with Keras's engines: JAX DataParallel or TensorFlow "
-            "MirroredStrategy; one-per-class batches take enough images per "
-            "class to split evenly across devices",
+            "of every process a launcher started (torchrun, TF_CONFIG, the "
+            "JAX coordinator variables; implied when they announce several "
+            "processes): JAX DataParallel, TensorFlow (MultiWorker)Mirrored"
+            "Strategy or torch DistributedDataParallel; one-per-class "
+            "batches take enough images per class to split evenly",
+        )
+        command.add_argument(
+            "--coordinator-address",
+            default=None,
+            help="JAX, several processes: host:port of process 0 "
+            "(JAX_COORDINATOR_ADDRESS)",
+        )
+        command.add_argument(
+            "--num-processes",
+            type=_int_at_least(1),
+            default=None,
+            help="JAX: number of processes (JAX_NUM_PROCESSES)",
+        )
+        command.add_argument(
+            "--process-id",
+            type=_int_at_least(0),
+            default=None,
+            help="JAX: this process's index (JAX_PROCESS_ID)",
         )
         command.add_argument(
             "--overwrite",
@@ -776,6 +812,32 @@ def build_parser() -> argparse.ArgumentParser:
             "resumes, and a different run in --out is refused)",
         )
     return parser
+
+
+def _join_processes(args) -> None:
+    """Joins a launcher's processes; the first line says what is used.
+
+    Only the chief prints anything after that line (the others train
+    silently, and write no file).
+    """
+    from keras_parcaps.training import distribution_backend
+
+    for value, name in (
+        (args.coordinator_address, "JAX_COORDINATOR_ADDRESS"),
+        (args.num_processes, "JAX_NUM_PROCESSES"),
+        (args.process_id, "JAX_PROCESS_ID"),
+    ):
+        if value is not None:
+            os.environ[name] = str(value)
+    if distribution_backend.launcher_processes() > 1:
+        args.distribute = True
+    if not args.distribute:
+        return
+    distribution_backend.initialize_processes()
+    print(f"Distributed: {distribution_backend.describe()}", flush=True)
+    if not distribution_backend.is_chief():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the process's life)
+        args.verbose = 0
 
 
 def _one_line(error) -> str:
@@ -805,6 +867,8 @@ def main(argv=None) -> int:
     formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         _check_args(args)
+        if hasattr(args, "distribute"):
+            _join_processes(args)
         args.func(args)
     except (UsageError, ValueError, OSError) as error:
         parser.exit(2, f"keras-parcaps: {_one_line(error)}\n")

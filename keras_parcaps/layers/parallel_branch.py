@@ -85,7 +85,17 @@ class ParallelBranch(keras.layers.Layer):
     def _copy(self, index: int):
         config = copy.deepcopy(self.branch_config)
         config["config"]["name"] = f"branch_{index}"
-        return keras.saving.deserialize_keras_object(config)
+        # A functional branch builds its layers while it is deserialized, and
+        # every copy names them alike: in their own name scope, the copies'
+        # variables get distinct paths (`<name>/branch_<i>/...`). Keras's
+        # torch backend registers variables by path, so shared paths hide
+        # all copies but one from `model.parameters()`, and from
+        # `DistributedDataParallel`, which then would not average their
+        # gradients (14 of the 56 variables of a two-branch `build_parallel_dr`
+        # were missing). Saved models load as before: weights are matched by
+        # the layer structure, not by path.
+        with keras.name_scope(self.name), keras.name_scope(f"branch_{index}"):
+            return keras.saving.deserialize_keras_object(config)
 
     def build(self, input_shape):
         for branch in self.branches:

@@ -6,6 +6,10 @@ from keras_parcaps.training.callbacks import training_callbacks
 from keras_parcaps.training.diagnose import diagnose, format_diagnosis
 from keras_parcaps.training.distribution_backend import (
     data_parallel,
+    initialize_processes,
+    is_chief,
+    process_count,
+    process_index,
     replica_batch_multiple,
 )
 from keras_parcaps.training.experiments import (
@@ -14,6 +18,7 @@ from keras_parcaps.training.experiments import (
     train_and_evaluate,
 )
 from keras_parcaps.training.run_folder import RunFolder
+from keras_parcaps.training.sharded_predictor import ShardedPredictor
 from keras_parcaps.training.trainer import (
     batch_norm_layers,
     compile_for_training,
@@ -23,6 +28,7 @@ from keras_parcaps.training.trainer import (
 
 __all__ = [
     "RunFolder",
+    "ShardedPredictor",
     "batch_norm_layers",
     "builders",
     "compile_for_training",
@@ -32,6 +38,10 @@ __all__ = [
     "experiments",
     "format_diagnosis",
     "get_builder",
+    "initialize_processes",
+    "is_chief",
+    "process_count",
+    "process_index",
     "recalibrate_batch_norm",
     "replica_batch_multiple",
     "saving",

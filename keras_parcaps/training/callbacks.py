@@ -4,7 +4,8 @@ import keras
 
 from keras_parcaps.callbacks.stop_on_non_finite_loss import StopOnNonFiniteLoss
 from keras_parcaps.models.compiling import loss_callbacks
-from keras_parcaps.training import saving
+from keras_parcaps.training import distribution_backend, saving
+from keras_parcaps.training.distributed_callbacks import MeanLogs
 
 
 class _SetEpoch(keras.callbacks.Callback):
@@ -32,7 +33,12 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 
 
 def training_callbacks(
-    model, data=None, run=None, callbacks=None, margin_schedule: bool = True
+    model,
+    data=None,
+    run=None,
+    callbacks=None,
+    margin_schedule: bool = True,
+    validation=None,
 ) -> list:
     """The callbacks of a training run: `kp.training.train` and the tuner use it.
 
@@ -43,6 +49,11 @@ def training_callbacks(
       epoch draws its own batches, also after a resume;
     - `kp.callbacks.StopOnNonFiniteLoss`, which ends training with an error
       naming the step (and the batch's images) at the first NaN or inf loss;
+    - on PyTorch with several processes, a callback that averages the
+      epoch's logged training metrics over the processes (each computed
+      them on its own shard); JAX and TensorFlow log global metrics;
+    - the `validation` callback, so that its metrics are in the logs before
+      anything writes them;
     - with a `run` (a `RunFolder`), a checkpoint of the weights and optimizer
       state after every epoch (`checkpoints/epoch_NNN.weights.h5`, written
       atomically) and `log.csv` (`keras.callbacks.CSVLogger`, appended to);
@@ -58,6 +69,9 @@ def training_callbacks(
         run: Optional `kp.training.RunFolder` for checkpoints and the log.
         callbacks: Extra Keras callbacks.
         margin_schedule: Whether a spread-loss model gets the margin ramp.
+        validation: Optional callback that adds the epoch's validation
+            metrics to its logs (`ShardedValidation` in data-parallel runs,
+            whose validation `fit` cannot split evenly).
 
     Returns:
         A list of Keras callbacks for `model.fit`.
@@ -74,6 +88,10 @@ def training_callbacks(
     if hasattr(data, "set_epoch"):
         result.append(_SetEpoch([data]))
     result.append(StopOnNonFiniteLoss(data if hasattr(data, "batch_indices") else None))
+    if keras.backend.backend() == "torch" and distribution_backend.process_count() > 1:
+        result.append(MeanLogs())
+    if validation is not None:
+        result.append(validation)
     if run is not None:
         result.append(_EpochCheckpoint(run))
         result.append(keras.callbacks.CSVLogger(str(run.log_path), append=True))

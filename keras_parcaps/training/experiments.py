@@ -2,7 +2,6 @@
 
 import contextlib
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +10,13 @@ from keras_parcaps.data.folds import fold_split, small_data_split, stratified_fo
 from keras_parcaps.evaluation.evaluate import evaluate_model
 from keras_parcaps.evaluation.plots import plot_confusion_matrix, plot_training_curves
 from keras_parcaps.evaluation.report import classification_report, write_report
+from keras_parcaps.training import distribution_backend
 from keras_parcaps.training.distribution_backend import (
     data_parallel,
     replica_batch_multiple,
 )
 from keras_parcaps.training.run_folder import RunFolder
+from keras_parcaps.training.sharded_predictor import ShardedPredictor
 from keras_parcaps.training.trainer import data_fingerprint, train
 
 
@@ -54,11 +55,13 @@ def train_and_evaluate(
         orientations: Whether to compute Agr (8 predictions per image).
         distribute: Whether to build and train inside
             `kp.training.data_parallel()` (every GPU, else every CPU
-            device), with `replica_batch_multiple` images per class so each
-            batch splits evenly. The per-epoch validation is skipped (its
-            last, partial batch does not split: JAX refuses it, TensorFlow's
-            MirroredStrategy fails on it); the final evaluation runs on one
-            device after training.
+            device, of every process a launcher started), with
+            `replica_batch_multiple` images per class so each batch splits
+            evenly. Validation and the final evaluation share the images
+            out over the processes (`kp.training.ShardedPredictor`): each
+            image is predicted once and the metrics equal a single
+            process's. Only the chief process writes files; every process
+            returns the same report (without `files` on the others).
         **train_options: More arguments of `kp.training.train`.
 
     Returns:
@@ -89,29 +92,26 @@ def train_and_evaluate(
         True
     """
     out_dir = Path(out_dir)
-    with RunFolder(out_dir) as run:
-        if not train_options.get("overwrite"):
-            # Refuse another run's folder before building the model.
-            run.check(
-                {
+    with data_parallel() if distribute else contextlib.nullcontext() as devices:
+        # Only the chief process holds the run folder's lock and writes into
+        # it; the others follow its decisions (`train`).
+        chief = distribution_backend.is_chief()
+        with RunFolder(out_dir) if chief else contextlib.nullcontext() as run:
+            if not train_options.get("overwrite"):
+                # Refuse another run's folder before building the model.
+                fingerprint = {
                     **data_fingerprint(train_data),
                     **(train_options.get("fingerprint") or {}),
                 }
-            )
-        with data_parallel() if distribute else contextlib.nullcontext() as devices:
+                distribution_backend.on_chief(lambda: run.check(fingerprint))
             if distribute:
                 train_options.setdefault(
                     "images_per_class",
-                    replica_batch_multiple(train_data.num_classes, len(devices)),
+                    replica_batch_multiple(
+                        train_data.num_classes,
+                        distribution_backend.replica_count(devices),
+                    ),
                 )
-                if validate:
-                    warnings.warn(
-                        "Per-epoch validation is skipped when training "
-                        "data-parallel (its last batch would not split evenly "
-                        "across devices); the final evaluation still runs.",
-                        stacklevel=2,
-                    )
-                validate = False
             model = builder(_image_shape(train_data), train_data.num_classes)
             train(
                 model,
@@ -122,11 +122,16 @@ def train_and_evaluate(
                 steps_per_epoch=steps_per_epoch,
                 **train_options,
             )
-        report = evaluate_model(model, test_data, out_dir, orientations=orientations)
-        if (out_dir / "log.csv").is_file():
-            report["files"]["training_curves"] = plot_training_curves(
-                out_dir / "log.csv", out_dir / "training_curves.png"
+            report = evaluate_model(
+                ShardedPredictor(model) if distribute else model,
+                test_data,
+                out_dir if chief else None,
+                orientations=orientations,
             )
+            if chief and (out_dir / "log.csv").is_file():
+                report["files"]["training_curves"] = plot_training_curves(
+                    out_dir / "log.csv", out_dir / "training_curves.png"
+                )
     return report
 
 
@@ -176,6 +181,8 @@ def _folds_run(
         if values:
             pooled[f"{key}_fold_mean"] = float(np.mean(values))
             pooled[f"{key}_fold_std"] = float(np.std(values))
+    if not distribution_backend.is_chief():
+        return pooled
     files = write_report(pooled, out_dir, "cv_report")
     files["confusion_matrix"] = plot_confusion_matrix(
         pooled["confusion_matrix"],

@@ -10,8 +10,9 @@ import numpy as np
 from keras_parcaps._checks import check_positive_int
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
 from keras_parcaps.models.compiling import compile_model
-from keras_parcaps.training import saving
+from keras_parcaps.training import distribution_backend, saving
 from keras_parcaps.training.callbacks import training_callbacks
+from keras_parcaps.training.distributed_callbacks import ShardedValidation
 from keras_parcaps.training.run_folder import RunFolder
 
 
@@ -169,14 +170,14 @@ def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
 
 
 def _training_batches(
-    data, steps_per_epoch, batch_size, augment, seed, images_per_class
+    data, steps_per_epoch, batch_size, augment, seed, images_per_class, **shard
 ):
     if batch_size is None:
         return OnePerClassBatches(
-            data, steps_per_epoch, augment, seed, images_per_class
+            data, steps_per_epoch, augment, seed, images_per_class, **shard
         )
     return ShuffledBatches(
-        data, batch_size, steps_per_epoch, augment=augment, seed=seed
+        data, batch_size, steps_per_epoch, augment=augment, seed=seed, **shard
     )
 
 
@@ -247,6 +248,13 @@ def _load_finished(model, run, verbose) -> bool:
     return True
 
 
+def _load_state(model, path) -> None:
+    """Loads the weights and optimizer state the chief restored (other processes)."""
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+
+
 def _resume(model, run, verbose) -> int:
     epoch = run.restore(model)
     run.trim_log(epoch)
@@ -299,6 +307,15 @@ def train(
     with its class names and image size (`kp.training.saving`). Training
     stops with a `FloatingPointError` at the first non-finite loss. The
     callbacks are those of `kp.training.training_callbacks`.
+
+    Inside `kp.training.data_parallel()`, over several devices or several
+    processes (see `kp.training.initialize_processes`), each process draws
+    its own shard of every global batch, gradients are averaged over all
+    replicas, and per-epoch validation covers all of `val_data` once
+    (`kp.training.ShardedPredictor`). Only the chief process (process 0)
+    takes the lock and writes into `out_dir`, which every process must see:
+    the chief decides whether to resume and from which checkpoint, and all
+    processes load that checkpoint, so they restart from the same state.
 
     Args:
         model: A built, compiled Keras model mapping `float32` images in
@@ -375,11 +392,27 @@ def train(
             "`learning_rate` must be a positive finite number. "
             f"Received: learning_rate={learning_rate!r}"
         )
+    count = distribution_backend.process_count()
+    chief = distribution_backend.is_chief()
+    distributed = distribution_backend.in_data_parallel()
     batches = _training_batches(
-        train_data, steps_per_epoch, batch_size, augment, seed, images_per_class
+        train_data,
+        steps_per_epoch,
+        batch_size,
+        augment,
+        seed,
+        images_per_class,
+        num_shards=count,
+        shard_index=distribution_backend.process_index(),
     )
+    # The whole global batches, for BatchNormalization recalibration.
+    full_batches = batches
+    if count > 1:
+        full_batches = _training_batches(
+            train_data, steps_per_epoch, batch_size, augment, seed, images_per_class
+        )
     validation = None
-    if val_data is not None:
+    if val_data is not None and not distributed:
         validation = ShuffledBatches(val_data, 32, shuffle=False)
     fingerprint = {
         **_fingerprint(
@@ -394,38 +427,83 @@ def train(
         ),
         **(fingerprint or {}),
     }
-    with RunFolder(out_dir) as run:
-        run.start(
-            fingerprint,
-            overwrite,
-            epochs=epochs,
-            val_images=None if val_data is None else len(val_data),
+    if not chief:
+        verbose = 0
+    run = RunFolder(out_dir)
+    # The chief alone locks and writes the folder; the others follow its
+    # decisions (`on_chief` shares them, or the chief's failure).
+    distribution_backend.on_chief(run.lock)
+    try:
+        distribution_backend.on_chief(
+            lambda: run.start(
+                fingerprint,
+                overwrite,
+                epochs=epochs,
+                val_images=None if val_data is None else len(val_data),
+                processes=count,
+            )
         )
         if recompile:
             compile_for_training(model, train_data.num_classes, learning_rate)
-        if run.finished_epochs >= epochs and _load_finished(model, run, verbose):
+        finished = distribution_backend.on_chief(
+            lambda: (
+                run.finished_epochs >= epochs and _load_finished(model, run, verbose)
+            )
+        )
+        if finished:
+            if not chief:
+                _load_state(model, run.model_path)
             return keras.callbacks.History()
-        initial_epoch = _resume(model, run, verbose)
+        initial_epoch = distribution_backend.on_chief(
+            lambda: _resume(model, run, verbose)
+        )
+        if initial_epoch and not chief:
+            _load_state(model, run.checkpoint_path(initial_epoch))
         extra = list(callbacks or [])
         if recalibrate_bn and validation is not None:
             extra.insert(0, _PreciseBatchNorm(batches))
-        history = model.fit(
-            batches,
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            # The batches are shuffled already (a function of seed, epoch
-            # and index); Keras would also shuffle their order with its own
-            # random state, so a resumed run would draw another order than
-            # an uninterrupted one.
-            shuffle=False,
-            validation_data=validation,
-            callbacks=training_callbacks(model, batches, run, extra),
-            verbose=verbose,
-        )
+        sharded_validation = None
+        if val_data is not None and distributed:
+            sharded_validation = ShardedValidation(
+                val_data, full_batches if recalibrate_bn else None
+            )
+        fit_data = distribution_backend.fit_input(batches, initial_epoch)
+        with distribution_backend.distributed_fit(model, batches):
+            history = model.fit(
+                fit_data,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                # A `PyDataset` knows its length; a stream (TensorFlow, several
+                # workers) does not.
+                steps_per_epoch=None if fit_data is batches else len(batches),
+                # The batches are shuffled already (a function of seed, epoch
+                # and index); Keras would also shuffle their order with its own
+                # random state, so a resumed run would draw another order than
+                # an uninterrupted one.
+                shuffle=False,
+                validation_data=validation,
+                callbacks=training_callbacks(
+                    model,
+                    batches,
+                    run if chief else None,
+                    extra,
+                    validation=sharded_validation,
+                ),
+                verbose=verbose,
+            )
         if recalibrate_bn:
-            recalibrate_batch_norm(model, batches)
-        saving.save_model(
-            model, run.model_path, train_data.class_names, train_data.image_size
-        )
-        run.finish(epochs)
+            local = distribution_backend.local_model(model)
+            recalibrate_batch_norm(local, full_batches)
+            if local is not model:
+                model.set_weights(local.get_weights())
+        if chief:
+            saving.save_model(
+                model, run.model_path, train_data.class_names, train_data.image_size
+            )
+            run.finish(epochs)
+        # Every process returns once `model.keras` is written.
+        distribution_backend.barrier()
+    finally:
+        if chief:
+            run.unlock()
     return history

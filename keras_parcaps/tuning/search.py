@@ -1,10 +1,17 @@
 """A resumable, optionally distributed branch search on an image dataset."""
 
+import contextlib
 import os
 from pathlib import Path
 
 from keras_parcaps._checks import check_choice, check_positive_int
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
+from keras_parcaps.training.distributed_callbacks import ShardedValidation
+from keras_parcaps.training.distribution_backend import (
+    data_parallel,
+    replica_batch_multiple,
+    replica_count,
+)
 from keras_parcaps.tuning.hypermodel import (
     KINDS,
     ParallelCapsHyperModel,
@@ -112,6 +119,7 @@ def search_branches(
     seed: int = 0,
     verbose=1,
     tuner_options=None,
+    distribute: bool = False,
     **space,
 ) -> dict:
     """Searches branch count and capsule size, and reports the trials.
@@ -140,6 +148,13 @@ def search_branches(
         seed: Seed of the search, the sampling and the augmentation.
         verbose: `Model.fit` verbosity.
         tuner_options: More arguments of the tuners.
+        distribute: Whether every trial builds and trains its model inside
+            `kp.training.data_parallel()` (every GPU of the process, else
+            every CPU device), with `replica_batch_multiple` images per
+            class; `val_wacc` then comes from
+            `kp.training.ShardedPredictor` over all of `val_data`. Works in
+            KerasTuner's chief/worker mode too: each worker runs its trials
+            on its own devices (one process per worker).
         **space: Arguments of `ParallelCapsHyperModel` (`branches`,
             `capsule_sizes`, `capsule_layers`, `routing_iterations`,
             `parallel`, `learning_rate`, `jit_compile`, ...).
@@ -183,8 +198,58 @@ def search_branches(
         )
     directory = Path(directory)
     input_shape = tuple(train_data.images([0]).shape[1:])
-    batches = OnePerClassBatches(train_data, steps_per_epoch, augment, seed)
-    validation = ShuffledBatches(val_data, 32, shuffle=False)
+    with data_parallel() if distribute else contextlib.nullcontext() as devices:
+        return _search(
+            train_data,
+            val_data,
+            directory,
+            kinds,
+            tuner,
+            max_trials,
+            epochs,
+            steps_per_epoch,
+            augment,
+            seed,
+            verbose,
+            tuner_options,
+            input_shape,
+            devices,
+            space,
+        )
+
+
+def _search(
+    train_data,
+    val_data,
+    directory,
+    kinds,
+    tuner,
+    max_trials,
+    epochs,
+    steps_per_epoch,
+    augment,
+    seed,
+    verbose,
+    tuner_options,
+    input_shape,
+    devices,
+    space,
+):
+    fit = {"shuffle": False}  # the batches are shuffled (see `kp.training.train`)
+    if devices is None:
+        images_per_class = 1
+        fit["validation_data"] = ShuffledBatches(val_data, 32, shuffle=False)
+    else:
+        # Validation batches would not split evenly across the devices: the
+        # validation runs over all images in a callback, before KerasTuner's
+        # own callbacks read `val_wacc`.
+        images_per_class = replica_batch_multiple(
+            train_data.num_classes, replica_count(devices)
+        )
+        fit["callbacks"] = [ShardedValidation(val_data)]
+    batches = OnePerClassBatches(
+        train_data, steps_per_epoch, augment, seed, images_per_class
+    )
     tuners = {}
     for kind in kinds:
         hypermodel = ParallelCapsHyperModel(
@@ -201,9 +266,7 @@ def search_branches(
             seed=seed,
             **(tuner_options or {}),
         )
-        tuners[kind].search(
-            batches, validation_data=validation, epochs=epochs, verbose=verbose
-        )
+        tuners[kind].search(batches, epochs=epochs, verbose=verbose, **fit)
     if is_worker():
         return {"tuners": tuners}
     rows = trials_table(list(tuners.values()))

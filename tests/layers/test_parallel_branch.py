@@ -64,6 +64,23 @@ def test_copies_are_independent():
     assert {b.name for b in layer.branches} == {"branch_0", "branch_1", "branch_2"}
 
 
+def test_copies_have_distinct_variable_paths():
+    # A functional branch names its layers alike in every copy; the copies'
+    # variables must still have distinct paths, or Keras's torch backend
+    # (which registers variables by path) hides all copies but one from
+    # `model.parameters()`, and torch DistributedDataParallel silently does
+    # not average their gradients.
+    inputs = keras.Input((3, 3, 4))
+    outputs = ParallelBranch(capsule_branch(), n_branches=3, name="branches")(inputs)
+    model = keras.Model(inputs, outputs)
+    paths = [v.path for v in model.variables]
+    assert len(set(paths)) == len(paths) == 3 * 3
+    assert {p.split("/")[1] for p in paths} == {"branch_0", "branch_1", "branch_2"}
+    if keras.backend.backend() == "torch":
+        parameters = {id(p) for p in model.parameters()}
+        assert parameters == {id(v.value) for v in model.variables}
+
+
 def test_single_branch_is_the_branch(rng):
     x = rng.normal(size=(2, 3, 3, 4)).astype("float32")
     layer = ParallelBranch(capsule_branch(), n_branches=1)

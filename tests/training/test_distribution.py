@@ -39,7 +39,8 @@ def _run_two_devices(*args):
 
 @pytest.mark.skipif(
     keras.backend.backend() == "torch",
-    reason="Keras 3 offers data parallelism on JAX and TensorFlow only",
+    reason="one process holds one torch device (several: torchrun, see "
+    "test_multiprocess.py)",
 )
 def test_data_parallel_step_equals_single_device_step():
     env = {
@@ -63,8 +64,8 @@ def test_data_parallel_step_equals_single_device_step():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch only")
-def test_torch_refuses_several_devices_clearly():
-    with pytest.raises(NotImplementedError, match="no built-in data parallelism"):
+def test_torch_sends_several_devices_to_torchrun():
+    with pytest.raises(NotImplementedError, match="one device per process.*torchrun"):
         with data_parallel(["cpu:0", "cpu:1"]):
             pass
     with data_parallel(["cpu"]) as devices:

@@ -273,3 +273,38 @@ def test_search_branches_rejects_bad_kinds(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="takes one kind"):
         kp.tuning.search_branches(data, data, tmp_path, kinds=("dr", "em"))
     assert not any(tmp_path.iterdir())
+
+
+@once(
+    "the search is backend-neutral; the data-parallel step itself is tested "
+    "per backend in tests/training"
+)
+def test_distributed_trials_validate_over_all_images(tmp_path):
+    from keras_parcaps.tuning.search import search_branches
+
+    data = kp.data.synthetic_cells(
+        counts=[4, 3, 3], classes=["NGS", "LYT", "EOS"], image_size=16
+    )
+    train, val = data.subset([0, 1, 4, 5, 7, 8]), data.subset([2, 3, 6, 9])
+    result = search_branches(
+        train,
+        val,
+        tmp_path,
+        max_trials=1,
+        epochs=1,
+        steps_per_epoch=1,
+        verbose=0,
+        distribute=True,
+        branches=(1, 2),
+        capsule_layers=(2,),
+        routing_iterations=(1, 1),
+        jit_compile=False,
+    )
+    search = result["tuners"]["dr"]
+    (trial,) = search.oracle.trials.values()
+    assert trial.status == "COMPLETED"
+    # The trial's val_wacc is the WAcc of its model on all 4 images.
+    model = search.load_model(trial)
+    report = kp.evaluation.evaluate_model(model, val, orientations=False)
+    assert trial.metrics.get_last_value("val_wacc") == pytest.approx(report["wacc"])
+    assert (tmp_path / "trials.csv").is_file()

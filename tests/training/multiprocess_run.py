@@ -1,0 +1,202 @@
+"""One process of a (possibly multi-process) training run, for the tests.
+
+`python -m tests.training.multiprocess_run OUT [--pause S] [--epochs E]
+[--steps S] [--image-size P] [--no-validation]` trains a small
+`build_parallel_dr` (16x16 images, 3 classes, 2 branches, 2 capsule layers)
+with `kp.training.train_and_evaluate` for 2 epochs of 2 steps, 2 images per
+class (global batches of 6), per-epoch validation and a final evaluation,
+seed 0. Launched alone it trains in one process; launched by
+`launch(n, ...)` (below) as n processes it trains data-parallel over them
+(`distribute=True`). With `--pause S` it sleeps S seconds before the second
+epoch, so a test can kill it there; with `PARCAPS_TEST_PIDS=DIR` each
+process writes its pid to `DIR/<process index>`. The last line of stdout is JSON: the
+process index and count, the devices, the final accuracy, the files this
+process wrote through `kp.training.saving` (checkpoints, `model.keras`) and
+the median time of a training step after the first epoch (`step_s`).
+
+`launch(n, args, port)` starts n such processes with the launcher
+environment of the current backend (torchrun for torch, `TF_CONFIG`, the
+JAX coordinator variables) and returns the `Popen`s.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EPOCHS, STEPS, IMAGES_PER_CLASS = 2, 2, 2
+
+
+def launch(n, args, port, backend, env=None):
+    """Starts `n` processes of this script; returns their `Popen`s."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        **(env or {}),
+    }
+    script = [sys.executable, "-m", "tests.training.multiprocess_run", *args]
+    if backend == "torch":
+        # torchrun itself, as users launch it.
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={n}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            "--max_restarts=0",
+            "-m",
+            "tests.training.multiprocess_run",
+            *args,
+        ]
+        return [
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        ]
+    processes = []
+    for index in range(n):
+        if backend == "tensorflow":
+            extra = {
+                "TF_CONFIG": json.dumps(
+                    {
+                        "cluster": {
+                            "worker": [f"127.0.0.1:{port + i}" for i in range(n)]
+                        },
+                        "task": {"type": "worker", "index": index},
+                    }
+                )
+            }
+        else:
+            extra = {
+                "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                "JAX_NUM_PROCESSES": str(n),
+                "JAX_PROCESS_ID": str(index),
+            }
+        processes.append(
+            subprocess.Popen(
+                script,
+                cwd=ROOT,
+                env={**env, **extra},
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        )
+    return processes
+
+
+def main(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--pause", type=float, default=0.0)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--no-validation", action="store_true")
+    args = parser.parse_args(argv)
+    out, pause = Path(args.out), args.pause
+
+    import keras
+
+    import keras_parcaps as kp
+    from keras_parcaps.data import synthetic_cells
+    from keras_parcaps.training import distribution_backend, saving
+
+    count = kp.training.initialize_processes()
+    keras.utils.set_random_seed(0)
+    # Counts the checkpoints and models this process writes.
+    written = []
+    for name in ("save_weights", "save_model"):
+        original = getattr(saving, name)
+
+        def record(model, path, *args, _original=original, **kwargs):
+            written.append(Path(path).name)
+            return _original(model, path, *args, **kwargs)
+
+        setattr(saving, name, record)
+    if os.environ.get("PARCAPS_TEST_PIDS"):
+        pids = Path(os.environ["PARCAPS_TEST_PIDS"])
+        (pids / str(kp.training.process_index())).write_text(str(os.getpid()))
+
+    class Timing(keras.callbacks.Callback):
+        """Pauses before epoch 1 if asked; times the steps after the first."""
+
+        ends = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1 and pause:
+                time.sleep(pause)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+    data = synthetic_cells(
+        counts=[5, 4, 3],
+        classes=["NGS", "LYT", "EOS"],
+        image_size=args.image_size,
+        seed=0,
+    )
+    train_idx = [0, 1, 2, 5, 6, 9, 10]
+    val_idx = [3, 4, 7, 8, 11]
+
+    def build(input_shape, num_classes):
+        return kp.models.build_parallel_dr(
+            input_shape=input_shape,
+            num_classes=num_classes,
+            n_branches=2,
+            capsule_layers=2,
+        )
+
+    report = kp.training.train_and_evaluate(
+        build,
+        data.subset(train_idx),
+        data.subset(val_idx),
+        out,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        orientations=False,
+        validate=not args.no_validation,
+        distribute=count > 1
+        or distribution_backend.launcher_processes() > 1
+        or "TORCHELASTIC_RUN_ID" in os.environ,
+        images_per_class=IMAGES_PER_CLASS,
+        verbose=0,
+        callbacks=[Timing()],
+    )
+    # Steps after the first epoch's first (which traces and compiles); the
+    # steps of the later epochs only, so validation time is left out.
+    ends = Timing.ends[args.steps :]
+    spans = [b - a for a, b in zip(ends, ends[1:])]
+    spans = [s for i, s in enumerate(spans) if (i + 1) % args.steps]
+    print(
+        json.dumps(
+            {
+                "index": distribution_backend.process_index(),
+                "count": count,
+                "devices": distribution_backend.describe(),
+                "acc": report["acc"],
+                "written": written,
+                "step_s": float(sorted(spans)[len(spans) // 2]) if spans else None,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

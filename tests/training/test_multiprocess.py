@@ -1,0 +1,152 @@
+"""Two processes on localhost train like one process and resume together.
+
+For the current backend's own engine (torch DistributedDataParallel under
+torchrun, TensorFlow MultiWorkerMirroredStrategy from TF_CONFIG, JAX
+jax.distributed + DataParallel), `tests/training/multiprocess_run.py` trains
+a small `build_parallel_dr` for 4 steps (2 epochs of 2) on global batches of
+6 images, with per-epoch validation and a final evaluation:
+
+- in this process, stopped after the first epoch and resumed (the
+  single-process reference);
+- in two processes, one of which is killed at the start of the second
+  epoch; the other is then stopped (as a launcher stops a job whose task
+  died) and both are started again.
+
+The resumed two-process run must end with the single-process weights
+(within `TOLERANCE`), the chief alone must have written the checkpoints, the
+log and `model.keras`, and the validation and evaluation must equal the
+single process's. One test does all of it: every launch costs a fresh
+interpreter and a compilation per process.
+"""
+
+import csv
+import json
+import os
+import signal
+import socket
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tests.training import multiprocess_run
+from tests.training.multiprocess_run import EPOCHS, STEPS, launch
+
+BACKEND = keras.backend.backend()
+# Float32 sums in another order (the all-reduced gradients and BatchNorm
+# statistics) after 4 Nadam steps.
+TOLERANCE = 1e-5
+# Seconds a launch may take on a loaded 2-core machine.
+LAUNCH_TIMEOUT = 300
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _log(out_dir):
+    if not (out_dir / "log.csv").is_file():
+        return []
+    with open(out_dir / "log.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def _wait(processes, timeout):
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err[-3000:]
+        outputs.append(out)
+    return outputs
+
+
+def _stop(processes):
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.communicate()
+
+
+def _weights(path):
+    model = keras.saving.load_model(path)
+    return model, [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
+    single, multi, pids = tmp_path / "single", tmp_path / "multi", tmp_path / "pids"
+    pids.mkdir()
+    os.environ["PARCAPS_TEST_PIDS"] = str(pids)
+    try:
+        first = launch(2, [str(multi), "--pause", "600"], _free_port(), BACKEND)
+    finally:
+        del os.environ["PARCAPS_TEST_PIDS"]
+    # Meanwhile, the single-process reference in this process, stopped
+    # after the first epoch and resumed like the two processes below.
+    multiprocess_run.main([str(single), "--epochs", "1"])
+    multiprocess_run.main([str(single)])
+
+    deadline = time.time() + LAUNCH_TIMEOUT
+    try:
+        while len(_log(multi)) < 1 or len(list(pids.iterdir())) < 2:
+            for process in first:
+                assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.time() < deadline, "the first epoch did not end in time"
+            time.sleep(0.2)
+        # Process 1 dies at the start of the second epoch.
+        os.kill(int((pids / "1").read_text()), signal.SIGKILL)
+    finally:
+        _stop(first)
+    assert [row["epoch"] for row in _log(multi)] == ["0"]
+    assert not (multi / "model.keras").exists()
+    assert (multi / "run.lock").exists()  # left by the killed chief
+
+    outputs = _wait(launch(2, [str(multi)], _free_port(), BACKEND), LAUNCH_TIMEOUT)
+    # One JSON line per process (torchrun gathers both in its own output).
+    results = {
+        r["index"]: r
+        for r in (
+            json.loads(line)
+            for out in outputs
+            for line in out.splitlines()
+            if line.startswith('{"index"')
+        )
+    }
+    assert sorted(results) == [0, 1]
+    assert {r["count"] for r in results.values()} == {2}
+    # The restart resumed at epoch 1: the chief wrote that epoch's
+    # checkpoint and the model; process 1 wrote nothing.
+    assert results[0]["written"] == [f"epoch_{EPOCHS:03d}.weights.h5", "model.keras"]
+    assert results[1]["written"] == []
+    log, reference = _log(multi), _log(single)
+    assert [row["epoch"] for row in log] == ["0", "1"]
+    assert sorted(p.name for p in (multi / "checkpoints").iterdir()) == [
+        f"epoch_{e:03d}.weights.h5" for e in range(1, EPOCHS + 1)
+    ]
+    assert json.loads((multi / "run.json").read_text())["processes"] == 2
+    assert not (multi / "run.lock").exists()
+
+    model, weights = _weights(multi / "model.keras")
+    _, expected = _weights(single / "model.keras")
+    assert int(model.optimizer.iterations) == EPOCHS * STEPS
+    # The resumed epoch moved the weights far more than the tolerance.
+    model.load_weights(multi / "checkpoints" / "epoch_001.weights.h5")
+    resumed_from = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(expected, resumed_from))
+    assert moved > 100 * TOLERANCE, moved
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights, expected))
+    assert diff < TOLERANCE, diff
+    # Validation over all images, once, equals the single process's.
+    for row, ref in zip(log, reference, strict=True):
+        for key in ("val_loss", "val_acc", "val_wacc", "loss", "acc"):
+            assert float(row[key]) == pytest.approx(float(ref[key]), abs=1e-4), key
+    report = json.loads((multi / "report.json").read_text())
+    expected_report = json.loads((single / "report.json").read_text())
+    assert report["n"] == expected_report["n"] == 5
+    assert report["acc"] == expected_report["acc"]
+    assert report["wacc"] == expected_report["wacc"]
