@@ -92,18 +92,29 @@ def train_and_evaluate(
         True
     """
     out_dir = Path(out_dir)
+    fingerprint = {
+        **data_fingerprint(train_data),
+        **(train_options.get("fingerprint") or {}),
+    }
     with data_parallel() if distribute else contextlib.nullcontext() as devices:
-        # Only the chief process holds the run folder's lock and writes into
-        # it; the others follow its decisions (`train`).
         chief = distribution_backend.is_chief()
-        with RunFolder(out_dir) if chief else contextlib.nullcontext() as run:
+        run = RunFolder(out_dir)
+
+        def take():
+            # Only the chief locks the folder and writes into it; the others
+            # learn from `on_chief` whether it could (and, in `train`, what
+            # it decided).
+            run.lock()
             if not train_options.get("overwrite"):
-                # Refuse another run's folder before building the model.
-                fingerprint = {
-                    **data_fingerprint(train_data),
-                    **(train_options.get("fingerprint") or {}),
-                }
-                distribution_backend.on_chief(lambda: run.check(fingerprint))
+                try:
+                    # Refuse another run's folder before building the model.
+                    run.check(fingerprint)
+                except BaseException:
+                    run.unlock()
+                    raise
+
+        distribution_backend.on_chief(take)
+        try:
             if distribute:
                 train_options.setdefault(
                     "images_per_class",
@@ -132,6 +143,8 @@ def train_and_evaluate(
                 report["files"]["training_curves"] = plot_training_curves(
                     out_dir / "log.csv", out_dir / "training_curves.png"
                 )
+        finally:
+            run.unlock()  # nothing to do where the lock is not held
     return report
 
 

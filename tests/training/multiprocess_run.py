@@ -109,26 +109,40 @@ def main(argv):
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--no-validation", action="store_true")
     args = parser.parse_args(argv)
-    out, pause = Path(args.out), args.pause
 
     import keras
 
     import keras_parcaps as kp
-    from keras_parcaps.data import synthetic_cells
-    from keras_parcaps.training import distribution_backend, saving
+    from keras_parcaps.training import saving
 
     count = kp.training.initialize_processes()
     keras.utils.set_random_seed(0)
-    # Counts the checkpoints and models this process writes.
-    written = []
+    # Records the checkpoints and models this process writes (restored at
+    # the end: the tests also call `main` in their own process).
+    written, originals = [], {}
     for name in ("save_weights", "save_model"):
-        original = getattr(saving, name)
+        originals[name] = getattr(saving, name)
 
-        def record(model, path, *args, _original=original, **kwargs):
+        def record(model, path, *args, _original=originals[name], **kwargs):
             written.append(Path(path).name)
             return _original(model, path, *args, **kwargs)
 
         setattr(saving, name, record)
+    try:
+        return _train(args, count, written)
+    finally:
+        for name, original in originals.items():
+            setattr(saving, name, original)
+
+
+def _train(args, count, written):
+    import keras
+
+    import keras_parcaps as kp
+    from keras_parcaps.data import synthetic_cells
+    from keras_parcaps.training import distribution_backend
+
+    pause = args.pause
     if os.environ.get("PARCAPS_TEST_PIDS"):
         pids = Path(os.environ["PARCAPS_TEST_PIDS"])
         (pids / str(kp.training.process_index())).write_text(str(os.getpid()))
@@ -166,7 +180,7 @@ def main(argv):
         build,
         data.subset(train_idx),
         data.subset(val_idx),
-        out,
+        Path(args.out),
         epochs=args.epochs,
         steps_per_epoch=args.steps,
         orientations=False,
