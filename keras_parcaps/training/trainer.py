@@ -2,6 +2,8 @@
 
 import hashlib
 import math
+import shutil
+import tempfile
 import warnings
 
 import keras
@@ -427,9 +429,19 @@ def train(
         ),
         **(fingerprint or {}),
     }
+    run = RunFolder(out_dir)
+    # Every process runs the same saving code: on JAX and TensorFlow's
+    # multi-worker strategy, saving reads distributed variables, which the
+    # other processes must join. The chief saves into `out_dir`, the others
+    # into a scratch folder that is deleted at the end.
+    files = run
     if not chief:
         verbose = 0
-    run = RunFolder(out_dir)
+        files = RunFolder(
+            tempfile.mkdtemp(
+                prefix=f"parcaps_process{distribution_backend.process_index()}_"
+            )
+        )
     # The chief alone locks and writes the folder; the others follow its
     # decisions (`on_chief` shares them, or the chief's failure).
     distribution_backend.on_chief(run.lock)
@@ -485,7 +497,7 @@ def train(
                 callbacks=training_callbacks(
                     model,
                     batches,
-                    run if chief else None,
+                    files,
                     extra,
                     validation=sharded_validation,
                 ),
@@ -496,14 +508,15 @@ def train(
             recalibrate_batch_norm(local, full_batches)
             if local is not model:
                 model.set_weights(local.get_weights())
+        saving.save_model(
+            model, files.model_path, train_data.class_names, train_data.image_size
+        )
         if chief:
-            saving.save_model(
-                model, run.model_path, train_data.class_names, train_data.image_size
-            )
             run.finish(epochs)
         # Every process returns once `model.keras` is written.
         distribution_backend.barrier()
     finally:
-        if chief:
-            run.unlock()
+        run.unlock()  # nothing to do where the lock is not held
+        if files is not run:
+            shutil.rmtree(files.path, ignore_errors=True)
     return history

@@ -117,14 +117,24 @@ def main(argv):
 
     count = kp.training.initialize_processes()
     keras.utils.set_random_seed(0)
-    # Records the checkpoints and models this process writes (restored at
-    # the end: the tests also call `main` in their own process).
+    # As in the model-level tests (tests/conftest.py): native grouped
+    # convolutions, which compile in seconds where XLA's per-group split
+    # takes minutes, and the routing loops compiled on JAX only.
+    from keras_parcaps.layers import group_conv2d
+    from keras_parcaps.ops import routing_backend
+
+    group_conv2d.default_implementation = lambda: "native"
+    routing_backend.set_jit_compile(keras.backend.backend() == "jax")
+    # Records the checkpoints and models this process writes into the run
+    # folder (the other processes save into a scratch folder).
+    args_out = args.out
     written, originals = [], {}
     for name in ("save_weights", "save_model"):
         originals[name] = getattr(saving, name)
 
         def record(model, path, *args, _original=originals[name], **kwargs):
-            written.append(Path(path).name)
+            if Path(args_out).resolve() in Path(path).resolve().parents:
+                written.append(Path(path).name)
             return _original(model, path, *args, **kwargs)
 
         setattr(saving, name, record)

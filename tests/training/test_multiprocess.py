@@ -85,13 +85,18 @@ def _weights(path):
 def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     single, multi, pids = tmp_path / "single", tmp_path / "multi", tmp_path / "pids"
     pids.mkdir()
-    os.environ["PARCAPS_TEST_PIDS"] = str(pids)
-    try:
-        first = launch(2, [str(multi), "--pause", "600"], free_port(), BACKEND)
-    finally:
-        del os.environ["PARCAPS_TEST_PIDS"]
+    # JAX: the restarted processes read their programs from the first ones'
+    # persistent compilation cache.
+    env = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache")}
+    first = launch(
+        2,
+        [str(multi), "--pause", "600"],
+        free_port(),
+        BACKEND,
+        {**env, "PARCAPS_TEST_PIDS": str(pids)},
+    )
     # Meanwhile, the single-process reference, uninterrupted.
-    reference_run = launch(1, [str(single)], None, BACKEND)
+    reference_run = launch(1, [str(single)], None, BACKEND, env)
 
     deadline = time.time() + LAUNCH_TIMEOUT
     try:
@@ -109,7 +114,7 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     assert not (multi / "model.keras").exists()
     assert (multi / "run.lock").exists()  # left by the killed chief
 
-    outputs = _wait(launch(2, [str(multi)], free_port(), BACKEND), LAUNCH_TIMEOUT)
+    outputs = _wait(launch(2, [str(multi)], free_port(), BACKEND, env), LAUNCH_TIMEOUT)
     # One JSON line per process (torchrun gathers both in its own output).
     results = {
         r["index"]: r
