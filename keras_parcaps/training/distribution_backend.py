@@ -611,6 +611,31 @@ def barrier() -> None:
         all_gather(np.zeros(1, "float32"))
 
 
+def check_same(name: str, value: int) -> int:
+    """Raises unless every process passes the same integer `value`.
+
+    Args:
+        name: What `value` is, for the error message.
+        value: An int or bool.
+
+    Returns:
+        `value`.
+
+    Example:
+
+        >>> check_same("the epoch", 3)  # one process agrees with itself
+        3
+    """
+    if process_count() > 1:
+        values = all_gather(np.array([float(value)], "float32"))
+        if len(set(values.tolist())) > 1:
+            raise RuntimeError(
+                f"The processes disagree on {name}: {values.tolist()} (process "
+                "order). Do all of them see the same run folder?"
+            )
+    return value
+
+
 def on_chief(function):
     """Runs `function()` on the chief; every process gets its integer result.
 

@@ -250,16 +250,17 @@ def _load_finished(model, run, verbose) -> bool:
     return True
 
 
-def _load_state(model, path) -> None:
-    """Loads the weights and optimizer state the chief restored (other processes)."""
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    model.load_weights(path)
-
-
 def _resume(model, run, verbose) -> int:
+    """Every process restores the newest checkpoint that loads; the chief trims the log.
+
+    All processes read the same folder at the same time (loading a
+    distributed variable is a collective on JAX), and check that they
+    restored the same epoch.
+    """
     epoch = run.restore(model)
-    run.trim_log(epoch)
+    distribution_backend.check_same("the epoch to resume after", epoch)
+    if distribution_backend.is_chief():
+        run.trim_log(epoch)
     if epoch and verbose:
         print(
             f"Resuming {run.path} after epoch {epoch} "
@@ -430,10 +431,11 @@ def train(
         **(fingerprint or {}),
     }
     run = RunFolder(out_dir)
-    # Every process runs the same saving code: on JAX and TensorFlow's
-    # multi-worker strategy, saving reads distributed variables, which the
-    # other processes must join. The chief saves into `out_dir`, the others
-    # into a scratch folder that is deleted at the end.
+    # Every process runs the same saving code: on JAX, saving distributed
+    # variables takes part in collectives (a save on the chief alone left
+    # the processes' collectives out of step: gloo "collective mismatch").
+    # The chief saves into `out_dir`, the others into a scratch folder that
+    # is deleted at the end.
     files = run
     if not chief:
         verbose = 0
@@ -442,8 +444,8 @@ def train(
                 prefix=f"parcaps_process{distribution_backend.process_index()}_"
             )
         )
-    # The chief alone locks and writes the folder; the others follow its
-    # decisions (`on_chief` shares them, or the chief's failure).
+    # The chief alone locks the folder and writes into it; `on_chief` tells
+    # the others whether it could.
     distribution_backend.on_chief(run.lock)
     try:
         distribution_backend.on_chief(
@@ -457,20 +459,12 @@ def train(
         )
         if recompile:
             compile_for_training(model, train_data.num_classes, learning_rate)
-        finished = distribution_backend.on_chief(
-            lambda: (
-                run.finished_epochs >= epochs and _load_finished(model, run, verbose)
-            )
-        )
-        if finished:
-            if not chief:
-                _load_state(model, run.model_path)
-            return keras.callbacks.History()
-        initial_epoch = distribution_backend.on_chief(
-            lambda: _resume(model, run, verbose)
-        )
-        if initial_epoch and not chief:
-            _load_state(model, run.checkpoint_path(initial_epoch))
+        # The chief wrote `run.json` before any process reads the folder.
+        if run.finished_epochs >= epochs:
+            finished = _load_finished(model, run, verbose)
+            if distribution_backend.check_same("the finished run loaded", finished):
+                return keras.callbacks.History()
+        initial_epoch = _resume(model, run, verbose)
         extra = list(callbacks or [])
         if recalibrate_bn and validation is not None:
             extra.insert(0, _PreciseBatchNorm(batches))
