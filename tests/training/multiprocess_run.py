@@ -108,6 +108,16 @@ def main(argv):
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--no-validation", action="store_true")
+    parser.add_argument(
+        "--distribute",
+        action="store_true",
+        help="data-parallel over this process's devices also without a launcher",
+    )
+    parser.add_argument(
+        "--sgd",
+        action="store_true",
+        help="train with SGD (momentum 0.9, learning rate 0.05) instead of Nadam",
+    )
     args = parser.parse_args(argv)
 
     import keras
@@ -179,12 +189,19 @@ def _train(args, count, written):
     val_idx = [3, 4, 7, 8, 11]
 
     def build(input_shape, num_classes):
-        return kp.models.build_parallel_dr(
+        model = kp.models.build_parallel_dr(
             input_shape=input_shape,
             num_classes=num_classes,
             n_branches=2,
             capsule_layers=2,
         )
+        if args.sgd:
+            kp.models.compile_model(
+                model,
+                keras.optimizers.SGD(0.05, momentum=0.9),
+                num_classes=num_classes,
+            )
+        return model
 
     report = kp.training.train_and_evaluate(
         build,
@@ -195,10 +212,12 @@ def _train(args, count, written):
         steps_per_epoch=args.steps,
         orientations=False,
         validate=not args.no_validation,
-        distribute=count > 1
+        distribute=args.distribute
+        or count > 1
         or distribution_backend.launcher_processes() > 1
         or "TORCHELASTIC_RUN_ID" in os.environ,
         images_per_class=IMAGES_PER_CLASS,
+        recompile=not args.sgd,
         verbose=0,
         callbacks=[Timing()],
     )
