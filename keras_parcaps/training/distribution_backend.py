@@ -192,6 +192,10 @@ def list_devices() -> list[str]:
     if backend == "tensorflow":
         import tensorflow as tf
 
+        if _CLUSTER["strategy"] is not None:
+            # The worker's own devices (the logical devices of a worker also
+            # list the cluster's other jobs).
+            return list(_CLUSTER["strategy"].extended.worker_devices)
         gpus = tf.config.list_logical_devices("GPU")
         return [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
     if backend == "torch":
@@ -224,7 +228,9 @@ def describe(devices=None) -> str:
     """
     devices = list_devices() if devices is None else list(devices)
     count = process_count()
-    kind = sorted({str(d).split(":")[0].split("/")[-1].lower() for d in devices})
+    # "cpu:0", "cuda:1", "/job:worker/replica:0/task:0/device:CPU:0" ...
+    names = (str(d).lower().split("/")[-1].removeprefix("device:") for d in devices)
+    kind = sorted({name.split(":")[0] for name in names})
     local = len(devices) if keras.backend.backend() != "jax" else len(devices) // count
     engine = (
         _CLUSTER["engine"]
