@@ -109,9 +109,11 @@ def main(argv):
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--no-validation", action="store_true")
     parser.add_argument(
-        "--distribute",
-        action="store_true",
-        help="data-parallel over this process's devices also without a launcher",
+        "--cpu-devices",
+        type=int,
+        default=0,
+        help="one process, data-parallel over this many CPU devices (JAX, "
+        "TensorFlow): the reference of several processes",
     )
     parser.add_argument(
         "--sgd",
@@ -119,8 +121,21 @@ def main(argv):
         help="train with SGD (momentum 0.9, learning rate 0.05) instead of Nadam",
     )
     args = parser.parse_args(argv)
+    if args.cpu_devices:
+        # Before JAX or TensorFlow start.
+        os.environ["XLA_FLAGS"] = (
+            f"--xla_force_host_platform_device_count={args.cpu_devices}"
+        )
 
     import keras
+
+    if args.cpu_devices and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        (cpu,) = tf.config.list_physical_devices("CPU")
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_devices
+        )
 
     import keras_parcaps as kp
     from keras_parcaps.training import saving
@@ -212,7 +227,7 @@ def _train(args, count, written):
         steps_per_epoch=args.steps,
         orientations=False,
         validate=not args.no_validation,
-        distribute=args.distribute
+        distribute=bool(args.cpu_devices)
         or count > 1
         or distribution_backend.launcher_processes() > 1
         or "TORCHELASTIC_RUN_ID" in os.environ,
