@@ -165,18 +165,36 @@ def initialize_processes() -> int:
 
 
 def process_count() -> int:
-    """The number of training processes (1 unless a launcher started more)."""
+    """The number of training processes (1 unless a launcher started more).
+
+    Example:
+
+        >>> process_count()  # a plain `python` process
+        1
+    """
     return initialize_processes()
 
 
 def process_index() -> int:
-    """This process's index, 0 for the chief."""
+    """This process's index, 0 for the chief.
+
+    Example:
+
+        >>> process_index()  # a plain `python` process is the chief
+        0
+    """
     initialize_processes()
     return _CLUSTER["index"]
 
 
 def is_chief() -> bool:
-    """Whether this process writes checkpoints, logs and reports."""
+    """Whether this process writes checkpoints, logs and reports.
+
+    Example:
+
+        >>> is_chief()  # a plain `python` process
+        True
+    """
     return process_index() == 0
 
 
