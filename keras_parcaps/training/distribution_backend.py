@@ -480,8 +480,8 @@ def distributed_fit(model, batches):
     normalize with the global batch's statistics (synchronized over
     replicas) for the duration. PyTorch with several processes: the
     training step runs the model in `DistributedDataParallel`. TensorFlow
-    with several workers: works around two Keras 3 defects with
-    `MultiWorkerMirroredStrategy` (keras-team/keras#20585): the model is
+    with several workers: works around two Keras 3 (3.15) limits with
+    `MultiWorkerMirroredStrategy`: the model is
     built before `fit` rather than from a cross-worker reduction of the
     first batch, and the step's scalar logs get the axis Keras reduces.
 
