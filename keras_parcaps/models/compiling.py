@@ -8,6 +8,9 @@ from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
 
 # The paper trains every network with Nadam at 1e-3.
 LEARNING_RATE = 1e-3
+# Momentum of the moving average of the weights that the "auto" optimizer
+# keeps and that `fit` leaves in the model (see `compile_model`).
+EMA_MOMENTUM = 0.99
 
 
 def default_metrics(num_classes: int) -> list:
@@ -46,8 +49,16 @@ def compile_model(
     through this function, the way keras-hub's tasks call
     `compile(optimizer="auto", loss="auto", metrics="auto")`:
 
-    - `optimizer="auto"`: `keras.optimizers.Nadam(learning_rate)`, the
-      paper's optimizer for every network.
+    - `optimizer="auto"`: `keras.optimizers.Nadam(learning_rate,
+      use_ema=True, ema_momentum=EMA_MOMENTUM)`: the paper's optimizer for
+      every network, keeping an exponential moving average of the weights
+      that `fit` writes into the model when it ends (Keras's `use_ema`), so
+      `predict` after `fit` uses the averaged weights. The paper uses plain
+      Nadam; with its batches of one image per class, the held-out accuracy
+      of the last weights swings by 10-30 points from one check to the
+      next, and the averaged weights are steadier and better (measured on
+      real cells, docs/concepts.md). Pass `optimizer="nadam"` for the
+      paper's exact optimizer.
     - `loss="auto"`: the loss `model` was compiled with before (a builder's
       `MarginLoss`, `SpreadLoss` or cross-entropy), so recompiling keeps it.
     - `metrics="auto"`: Acc and WAcc, logged as `acc` and `wacc` (and
@@ -80,6 +91,8 @@ def compile_model(
         >>> optimizer = model.optimizer
         >>> type(optimizer).__name__, round(float(optimizer.learning_rate), 6)
         ('Nadam', 0.001)
+        >>> optimizer.use_ema, optimizer.ema_momentum
+        (True, 0.99)
         >>> model = compile_model(model, learning_rate=0.01)  # keeps the loss
         >>> model.loss, round(float(model.optimizer.learning_rate), 6)
         ('categorical_crossentropy', 0.01)
@@ -97,7 +110,9 @@ def compile_model(
                 f"Received: loss='auto' for model {model.name!r}"
             )
     if isinstance(optimizer, str) and optimizer == "auto":
-        optimizer = keras.optimizers.Nadam(learning_rate)
+        optimizer = keras.optimizers.Nadam(
+            learning_rate, use_ema=True, ema_momentum=EMA_MOMENTUM
+        )
     if isinstance(metrics, str) and metrics == "auto":
         if num_classes is None:
             num_classes = _num_classes(model)

@@ -58,6 +58,11 @@ def training_callbacks(
       state after every epoch (`checkpoints/epoch_NNN.weights.h5`, written
       atomically) and `log.csv` (`keras.callbacks.CSVLogger`, appended to);
     - the extra `callbacks`;
+    - for an optimizer that averages the weights (`use_ema`, as the
+      `"auto"` optimizer of `kp.models.compile_model` does),
+      `keras.callbacks.SwapEMAWeights()`, so that validation measures the
+      averaged weights that `fit` leaves in the model (checkpoints keep the
+      training weights and the average, so a resumed run continues both);
     - the callbacks the model's loss needs (`kp.models.loss_callbacks`: for
       `kp.losses.SpreadLoss`, the EM networks, the paper's margin ramp
       `kp.callbacks.SpreadMarginSchedule()`), unless `callbacks` holds one
@@ -96,6 +101,10 @@ def training_callbacks(
         result.append(_EpochCheckpoint(run))
         result.append(keras.callbacks.CSVLogger(str(run.log_path), append=True))
     result.extend(callbacks or [])
+    if getattr(getattr(model, "optimizer", None), "use_ema", False) and not any(
+        isinstance(c, keras.callbacks.SwapEMAWeights) for c in result
+    ):
+        result.append(keras.callbacks.SwapEMAWeights())
     if margin_schedule:
         for callback in loss_callbacks(getattr(model, "loss", None)):
             if not any(isinstance(c, type(callback)) for c in result):

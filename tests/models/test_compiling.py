@@ -1,0 +1,68 @@
+import keras
+import numpy as np
+
+from keras_parcaps.models import compile_model
+from keras_parcaps.models.compiling import EMA_MOMENTUM
+from keras_parcaps.training import training_callbacks
+
+
+def _dense_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+
+class _RawWeights(keras.callbacks.Callback):
+    """The training weights after every step, before `fit` averages them."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(
+            [keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables]
+        )
+
+
+def test_fit_leaves_the_moving_average_of_the_weights():
+    # Keras's use_ema: the average starts at the weights after the first
+    # step, then a_t = m a_{t-1} + (1 - m) w_t; `fit` writes it into the
+    # model when it ends.
+    model = compile_model(_dense_model(), loss="mse", metrics=[])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)).astype("float32")
+    y = rng.normal(size=(12, 2)).astype("float32")
+    raw = _RawWeights()
+    model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[raw])
+    assert len(raw.steps) == 6
+    expected = [w.astype("float64") for w in raw.steps[0]]
+    for step in raw.steps[1:]:
+        expected = [
+            EMA_MOMENTUM * a + (1 - EMA_MOMENTUM) * w for a, w in zip(expected, step)
+        ]
+    for variable, average in zip(model.trainable_variables, expected):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(variable), average, rtol=1e-5, atol=1e-6
+        )
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(model.trainable_variables[0]), raw.steps[-1][0]
+    )
+
+
+def test_an_explicit_optimizer_is_kept():
+    model = compile_model(_dense_model(), optimizer="nadam", loss="mse", metrics=[])
+    assert not model.optimizer.use_ema
+
+
+def test_validation_measures_the_averaged_weights():
+    model = compile_model(_dense_model(), loss="mse", metrics=[])
+    swaps = [
+        c
+        for c in training_callbacks(model)
+        if isinstance(c, keras.callbacks.SwapEMAWeights)
+    ]
+    assert len(swaps) == 1
+    plain = compile_model(_dense_model(), optimizer="nadam", loss="mse", metrics=[])
+    assert not any(
+        isinstance(c, keras.callbacks.SwapEMAWeights) for c in training_callbacks(plain)
+    )
