@@ -30,9 +30,11 @@ class ShardedValidation(keras.callbacks.Callback):
     checkpoints and the CSV log see them): the validation images are shared
     out over the processes (`ShardedPredictor`), each image predicted once,
     and the metrics are computed on all predictions, as a single process
-    computes them. With `recalibrate` the BatchNormalization statistics are
-    first set from training batches, as `train` does before every
-    validation.
+    computes them. With an optimizer that averages the weights (`use_ema`)
+    it scores the averaged weights, like Keras's validation under
+    `keras.callbacks.SwapEMAWeights`. With `recalibrate` the
+    BatchNormalization statistics are first set from training batches, as
+    `train` does before every validation.
 
     Args:
         data: The validation `ImageSet`.
@@ -59,6 +61,15 @@ class ShardedValidation(keras.callbacks.Callback):
 
         if self._predictor is None:
             self._predictor = ShardedPredictor(self.model)
+        optimizer = self.model.optimizer
+        training_weights = None
+        if getattr(optimizer, "use_ema", False) and optimizer.built:
+            # Score the averaged weights, as `SwapEMAWeights` makes Keras's
+            # own validation do, then put the training weights back.
+            training_weights = [
+                keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables
+            ]
+            optimizer.finalize_variable_values(self.model.trainable_variables)
         local = self._predictor.refresh()
         if self.recalibrate is not None:
             recalibrate_batch_norm(local, self.recalibrate)
@@ -73,6 +84,11 @@ class ShardedValidation(keras.callbacks.Callback):
         )
         wacc = WeightedAccuracy(self.data.num_classes)
         wacc.update_state(truth, scores)
+        if training_weights is not None:
+            for variable, value in zip(
+                self.model.trainable_variables, training_weights
+            ):
+                variable.assign(value)
         if logs is not None:
             logs.update(
                 val_loss=float(keras.ops.convert_to_numpy(loss)),
