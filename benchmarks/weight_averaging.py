@@ -1,17 +1,19 @@
 """Held-out accuracy of the last weights against their moving average, on real cells.
 
 One training run (plain `fit` on the paper's one-image-per-class batches, the
-builder's Nadam with Keras's `use_ema`); every `--every` iterations the
-held-out fold is predicted four ways from the same run: the last weights, the
-averaged weights, and each after `kp.training.recalibrate_batch_norm` (exact
+builder's Nadam with Keras's `use_ema`, or `--ema-momentum`); every
+`--every` iterations the held-out fold is predicted four ways from the same
+run: the last weights, the averaged weights, and each after `kp.training.recalibrate_batch_norm` (exact
 BatchNormalization statistics); the run's own weights and statistics are put
 back before training goes on. The figures of docs/concepts.md, "Averaged
 weights", come from
 
     KERAS_BACKEND=tensorflow python benchmarks/weight_averaging.py \\
-        --image-size 32 --iterations 2000 --every 250 --model pdr3
+        --image-size 32 --iterations 2000 --every 250 --model pdr3 \\
+        --ema-momentum 0.99
     KERAS_BACKEND=tensorflow python benchmarks/weight_averaging.py \\
-        --image-size 32 --iterations 2000 --every 250 --model cnn
+        --image-size 32 --iterations 2000 --every 250 --model cnn \\
+        --ema-momentum 0.99
 
 `--data` is a class-folder dataset (default: the shared pbc_matek_dev, found
 through `$PARCAPS_DATA`); fold 0 of 5 stratified folds is held out.
@@ -90,6 +92,12 @@ def main():
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--model", choices=["pdr3", "cnn"], default="pdr3")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--ema-momentum",
+        type=float,
+        default=None,
+        help="momentum of the average (default: the builders' EMA_MOMENTUM)",
+    )
     args = parser.parse_args()
 
     source = args.data or kp.data.data_dir("pbc_matek_dev")
@@ -99,6 +107,11 @@ def main():
     train, test = data.subset(train_idx), data.subset(test_idx)
     keras.utils.set_random_seed(args.seed)
     model = _build(args.model, args.image_size, data.num_classes)
+    if args.ema_momentum is not None:
+        optimizer = keras.optimizers.Nadam(
+            1e-3, use_ema=True, ema_momentum=args.ema_momentum
+        )
+        kp.models.compile_model(model, optimizer=optimizer)
     batches = kp.data.OnePerClassBatches(train, steps_per_epoch=args.every)
     probe = _Probe(
         kp.data.to_model_input(test.images()),

@@ -10,7 +10,7 @@ from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
 LEARNING_RATE = 1e-3
 # Momentum of the moving average of the weights that the "auto" optimizer
 # keeps and that `fit` leaves in the model (see `compile_model`).
-EMA_MOMENTUM = 0.99
+EMA_MOMENTUM = 0.97
 
 
 def default_metrics(num_classes: int) -> list:
@@ -92,7 +92,7 @@ def compile_model(
         >>> type(optimizer).__name__, round(float(optimizer.learning_rate), 6)
         ('Nadam', 0.001)
         >>> optimizer.use_ema, optimizer.ema_momentum
-        (True, 0.99)
+        (True, 0.97)
         >>> model = compile_model(model, learning_rate=0.01)  # keeps the loss
         >>> model.loss, round(float(model.optimizer.learning_rate), 6)
         ('categorical_crossentropy', 0.01)
