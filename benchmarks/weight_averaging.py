@@ -3,10 +3,10 @@
 One training run (plain `fit` on the paper's one-image-per-class batches, the
 builder's Nadam with Keras's `use_ema`, or `--ema-momentum`); every
 `--every` iterations the held-out fold is predicted four ways from the same
-run: the last weights, the averaged weights, and each after `kp.training.recalibrate_batch_norm` (exact
-BatchNormalization statistics); the run's own weights and statistics are put
-back before training goes on. The figures of docs/concepts.md, "Averaged
-weights", come from
+run: the last weights, the averaged weights, and each after
+`kp.training.recalibrate_batch_norm` (exact BatchNormalization statistics);
+the run's own weights and statistics are put back before training goes on.
+The figures of docs/concepts.md, "Averaged weights", come from
 
     KERAS_BACKEND=tensorflow python benchmarks/weight_averaging.py \\
         --image-size 32 --iterations 2000 --every 250 --model pdr3 \\
