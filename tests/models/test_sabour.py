@@ -80,7 +80,7 @@ def _digits_28x28():
     "for this conv-heavy net on CPU (about 1 min per epoch on 2 cores)",
 )
 def test_learns_sklearn_digits():
-    """Sabour's CapsNet reaches >= 95% on scikit-learn's real digits."""
+    """Sabour's CapsNet reaches >= 95% on scikit-learn's real digits in 4 epochs."""
     keras.utils.set_random_seed(0)
     images, labels = _digits_28x28()
     x_train, x_test, y_train, y_test = train_test_split(
@@ -92,6 +92,20 @@ def test_learns_sklearn_digits():
     model.optimizer.learning_rate = keras.optimizers.schedules.ExponentialDecay(
         1e-3, decay_steps=steps, decay_rate=0.7
     )
-    model.fit((x_train, y_train), y_train, batch_size=32, epochs=4, verbose=0)
-    accuracy = np.mean(model.predict(x_test, verbose=0).argmax(-1) == y_test)
-    assert accuracy >= 0.95, accuracy
+    # Up to 4 epochs, checked after each: most of this test's time is
+    # training, and it asks only that the network gets there.
+    accuracies = []
+    for epoch in range(4):
+        model.fit(
+            (x_train, y_train),
+            y_train,
+            batch_size=32,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            verbose=0,
+        )
+        scores = model.predict(x_test, verbose=0)
+        accuracies.append(np.mean(scores.argmax(-1) == y_test))
+        if accuracies[-1] >= 0.95:
+            break
+    assert accuracies[-1] >= 0.95, accuracies
