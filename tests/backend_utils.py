@@ -67,3 +67,20 @@ def _jax_gradient_function(model, loss_fn):
         # The closure's objects are kept so that their ids stay theirs.
         per_model[key] = (jax.jit(jax.grad(compute)), closure)
     return per_model[key][0]
+
+
+def eager_on_tensorflow(model):
+    """Runs `model`'s `fit`/`train_on_batch` eagerly on TensorFlow; returns it.
+
+    For tests that train a network for a step or two. TensorFlow's first step
+    traces the train step into a graph and runs Grappler over it; for the
+    paper's networks (about 7,500 graph ops) that was 45-60 s of a one-step
+    check, which takes 17-20 s in all run eagerly (measured: tests/models/
+    test_dr.py, parallel DR [16-3], on a loaded 2-core CPU). On JAX an eager
+    step compiles op by op and was 2x slower than the compiled step, and
+    PyTorch is eager anyway, so only TensorFlow changes. The traced step is
+    what the learning tests, the trainer's tests and the CLI runs train with.
+    """
+    if keras.backend.backend() == "tensorflow":
+        model.run_eagerly = True
+    return model

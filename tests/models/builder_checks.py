@@ -6,6 +6,8 @@ import tempfile
 import keras
 import numpy as np
 
+from tests.backend_utils import eager_on_tensorflow
+
 
 def check_trains_saves_loads(model, num_classes, batch=3):
     """Round-trips a built model through `.keras`, then fits the loaded copy.
@@ -36,7 +38,9 @@ def check_trains_saves_loads(model, num_classes, batch=3):
     assert isinstance(loaded.optimizer, keras.optimizers.Nadam)
 
     before = [keras.ops.convert_to_numpy(w) for w in loaded.trainable_weights]
-    history = loaded.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+    history = eager_on_tensorflow(loaded).fit(
+        x, y, batch_size=batch, epochs=1, verbose=0
+    )
     assert np.isfinite(history.history["loss"][0])
     assert {"acc", "wacc"} <= set(history.history)
     after = [keras.ops.convert_to_numpy(w) for w in loaded.trainable_weights]
