@@ -35,9 +35,7 @@ SUBSET = [("dr", 9, 2), ("dr", 25, 4), ("em", 16, 3)]
 
 
 def _hypermodel(kind, **space):
-    return ParallelCapsHyperModel(
-        kind, IMAGE[kind], num_classes=3, jit_compile=False, **space
-    )
+    return ParallelCapsHyperModel(kind, IMAGE[kind], num_classes=3, **space)
 
 
 @pytest.mark.parametrize(
