@@ -1,6 +1,7 @@
 """Training: iteration epochs, checkpoints, resume, CV and small-data runs."""
 
 from keras_parcaps.training import builders, experiments, saving
+from keras_parcaps.training.averaged_weights import averaged_weights
 from keras_parcaps.training.builders import get_builder
 from keras_parcaps.training.callbacks import training_callbacks
 from keras_parcaps.training.diagnose import diagnose, format_diagnosis
@@ -29,6 +30,7 @@ from keras_parcaps.training.trainer import (
 __all__ = [
     "RunFolder",
     "ShardedPredictor",
+    "averaged_weights",
     "batch_norm_layers",
     "builders",
     "compile_for_training",

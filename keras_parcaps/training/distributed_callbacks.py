@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from keras_parcaps.training import distribution_backend
+from keras_parcaps.training.averaged_weights import averaged_weights
 from keras_parcaps.training.sharded_predictor import ShardedPredictor
 
 
@@ -61,34 +62,23 @@ class ShardedValidation(keras.callbacks.Callback):
 
         if self._predictor is None:
             self._predictor = ShardedPredictor(self.model)
-        optimizer = self.model.optimizer
-        training_weights = None
-        if getattr(optimizer, "use_ema", False) and optimizer.built:
-            # Score the averaged weights, as `SwapEMAWeights` makes Keras's
-            # own validation do, then put the training weights back.
-            training_weights = [
-                keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables
-            ]
-            optimizer.finalize_variable_values(self.model.trainable_variables)
-        local = self._predictor.refresh()
-        if self.recalibrate is not None:
-            recalibrate_batch_norm(local, self.recalibrate)
-            if local is not self.model:
-                self.model.set_weights(local.get_weights())
-        scores = self._predictor.predict(
-            to_model_input(self.data.images()), batch_size=self.batch_size
-        )
+        # Score the averaged weights, as `SwapEMAWeights` makes Keras's own
+        # validation do; the training weights come back for the next epoch.
+        with averaged_weights(self.model):
+            local = self._predictor.refresh()
+            if self.recalibrate is not None:
+                recalibrate_batch_norm(local, self.recalibrate)
+                if local is not self.model:
+                    self.model.set_weights(local.get_weights())
+            scores = self._predictor.predict(
+                to_model_input(self.data.images()), batch_size=self.batch_size
+            )
         truth = keras.utils.to_categorical(self.data.labels, self.data.num_classes)
         loss = keras.losses.get(self.model.loss)(
             truth.astype("float32"), scores.astype("float32")
         )
         wacc = WeightedAccuracy(self.data.num_classes)
         wacc.update_state(truth, scores)
-        if training_weights is not None:
-            for variable, value in zip(
-                self.model.trainable_variables, training_weights
-            ):
-                variable.assign(value)
         if logs is not None:
             logs.update(
                 val_loss=float(keras.ops.convert_to_numpy(loss)),

@@ -1,0 +1,93 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_parcaps.models import compile_model
+from keras_parcaps.models.compiling import EMA_MOMENTUM
+from keras_parcaps.training import averaged_weights
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 3)).astype("float32")
+    return x, rng.normal(size=(4, 2)).astype("float32")
+
+
+def _model(optimizer="auto"):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    return compile_model(model, optimizer, loss="mse", metrics=[])
+
+
+def _weights(model):
+    return [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+
+
+def _steps(model, count):
+    """`count` training steps; the training weights after each (numpy)."""
+    x, y = _data()
+    steps = []
+    for _ in range(count):
+        model.train_on_batch(x, y)
+        steps.append(_weights(model))
+    return steps
+
+
+def _numpy_average(steps):
+    # Keras's use_ema: the average starts at the weights after the first step.
+    average = [w.astype("float64") for w in steps[0]]
+    for step in steps[1:]:
+        average = [
+            EMA_MOMENTUM * a + (1 - EMA_MOMENTUM) * w for a, w in zip(average, step)
+        ]
+    return average
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_block_sees_the_average_and_training_goes_on_from_the_last_weights(policy):
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = _model()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (policy == "mixed_float16")
+    steps = _steps(model, 5)
+    with averaged_weights(model) as inside:
+        assert inside is model
+        for got, want in zip(_weights(model), _numpy_average(steps)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(_weights(model)[0], steps[-1][0])
+    for got, want in zip(_weights(model), steps[-1]):
+        np.testing.assert_array_equal(got, want)
+    # The average keeps going from where it was.
+    steps += _steps(model, 2)
+    with averaged_weights(model):
+        for got, want in zip(_weights(model), _numpy_average(steps)):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_weights_come_back_when_the_block_raises():
+    model = _model()
+    steps = _steps(model, 3)
+    with pytest.raises(RuntimeError, match="inside"):
+        with averaged_weights(model):
+            raise RuntimeError("inside")
+    for got, want in zip(_weights(model), steps[-1]):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("steps", [0, 2])
+def test_without_an_average_the_block_sees_the_weights_as_they_are(steps):
+    model = _model("nadam")
+    _steps(model, steps)
+    before = _weights(model)
+    with averaged_weights(model):
+        for got, want in zip(_weights(model), before):
+            np.testing.assert_array_equal(got, want)
+    # Before the first step the averaging optimizer has no average yet.
+    fresh = _model()
+    before = _weights(fresh)
+    with averaged_weights(fresh):
+        for got, want in zip(_weights(fresh), before):
+            np.testing.assert_array_equal(got, want)
