@@ -6,11 +6,12 @@ moving average of the weights; the plain CNN both with plain Nadam and with
 the average), plain `model.fit` on `kp.data.OnePerClassBatches` (one image per
 class, flips and rotations) of folds 1-4 of the 5 stratified folds, then plain
 `model.predict` on the held-out fold (no BatchNormalization recalibration,
-no trainer). Training stops when its budget of training seconds (counted
-from the end of the first, compiling step; held-out evaluations do not
-count) or of iterations is spent. Every `--eval-every` iterations the
-held-out Acc is recorded for the learning curves; at the end Acc, WAcc,
-Agr (8 orientations) and the number of classes predicted.
+no trainer). One `fit` call stops when its budget of training seconds
+(counted from the end of the first, compiling step; held-out evaluations do
+not count) or of iterations is spent. Every `--eval-every` iterations a
+callback records the held-out Acc of the weights `predict` would see after
+`fit` (`kp.training.averaged_weights`) for the learning curves; at the end
+Acc, WAcc, Agr (8 orientations) and the number of classes predicted.
 
 Each (network, fold) runs in its own process, `--jobs` at a time. Results
 go to `--out` (one JSON per run, `results.json`, `results.md` and
@@ -128,7 +129,7 @@ def run_one(args):
 
     from keras_parcaps.data import OnePerClassBatches, fold_split, stratified_folds
     from keras_parcaps.evaluation import evaluate_model
-    from keras_parcaps.training import get_builder
+    from keras_parcaps.training import averaged_weights, get_builder
 
     label, builder, options = MODELS[args.model]
     data = load(args.data, args.image_size)
@@ -161,21 +162,23 @@ def run_one(args):
                 self.model.stop_training = True
 
     curve, losses = [], []
-    epoch = 0
-    while clock["train"] < args.budget and clock["steps"] < args.iterations:
-        history = model.fit(
-            batches,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            callbacks=[Budget()],
-            verbose=0,
-        )
-        epoch += 1
-        losses.append(float(history.history["loss"][-1]))
-        scores = model.predict(
-            test.images().astype("float32") / 255.0, batch_size=64, verbose=0
-        )
-        curve.append([clock["steps"], float(np.mean(scores.argmax(-1) == test.labels))])
+    test_images = test.images().astype("float32") / 255.0
+
+    class Curve(keras.callbacks.Callback):
+        """The held-out Acc every `--eval-every` iterations, of the weights
+        `predict` would see after `fit` (the average, where the optimizer
+        keeps one), without disturbing training."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            losses.append(float(logs["loss"]))
+            with averaged_weights(self.model):
+                scores = self.model.predict(test_images, batch_size=64, verbose=0)
+            accuracy = float(np.mean(scores.argmax(-1) == test.labels))
+            curve.append([clock["steps"], accuracy])
+
+    # One `fit`, as a user trains: `Budget` ends it.
+    epochs = -(-min(args.iterations, 10**6) // args.eval_every)
+    model.fit(batches, epochs=epochs, callbacks=[Budget(), Curve()], verbose=0)
     report = evaluate_model(model, test, batch_size=64)
     predicted = np.asarray(report["predictions"])
     result = {
