@@ -5,13 +5,14 @@ import contextlib
 import keras
 
 
-def _averaging_optimizer(model):
-    optimizer = getattr(model, "optimizer", None)
-    # A LossScaleOptimizer (mixed_float16) averages in its inner optimizer.
+def averaging_optimizer(optimizer):
+    """The optimizer that keeps the moving average of the weights, or `None`.
+
+    `optimizer` itself with `use_ema=True`; for a `LossScaleOptimizer`
+    (mixed_float16), its inner optimizer, which is where the average lives.
+    """
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    if getattr(optimizer, "use_ema", False) and optimizer.built:
-        return optimizer
-    return None
+    return optimizer if getattr(optimizer, "use_ema", False) else None
 
 
 @contextlib.contextmanager
@@ -50,8 +51,8 @@ def averaged_weights(model: keras.Model):
         >>> bool(np.allclose(averaged[0], training[0]))
         False
     """
-    optimizer = _averaging_optimizer(model)
-    if optimizer is None:
+    optimizer = averaging_optimizer(getattr(model, "optimizer", None))
+    if optimizer is None or not optimizer.built:
         yield model
         return
     variables = model.trainable_variables

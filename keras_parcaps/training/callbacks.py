@@ -5,6 +5,7 @@ import keras
 from keras_parcaps.callbacks.stop_on_non_finite_loss import StopOnNonFiniteLoss
 from keras_parcaps.models.compiling import loss_callbacks
 from keras_parcaps.training import distribution_backend, saving
+from keras_parcaps.training.averaged_weights import averaging_optimizer
 from keras_parcaps.training.distributed_callbacks import MeanLogs
 
 
@@ -59,7 +60,8 @@ def training_callbacks(
       atomically) and `log.csv` (`keras.callbacks.CSVLogger`, appended to);
     - the extra `callbacks`;
     - for an optimizer that averages the weights (`use_ema`, as the
-      `"auto"` optimizer of `kp.models.compile_model` does),
+      `"auto"` optimizer of `kp.models.compile_model` does, also inside a
+      mixed_float16 `LossScaleOptimizer`),
       `keras.callbacks.SwapEMAWeights()`, so that validation measures the
       averaged weights that `fit` leaves in the model (checkpoints keep the
       training weights and the average, so a resumed run continues both);
@@ -101,7 +103,8 @@ def training_callbacks(
         result.append(_EpochCheckpoint(run))
         result.append(keras.callbacks.CSVLogger(str(run.log_path), append=True))
     result.extend(callbacks or [])
-    if getattr(getattr(model, "optimizer", None), "use_ema", False) and not any(
+    optimizer = getattr(model, "optimizer", None)
+    if averaging_optimizer(optimizer) is not None and not any(
         isinstance(c, keras.callbacks.SwapEMAWeights) for c in result
     ):
         result.append(keras.callbacks.SwapEMAWeights())

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 
 from keras_parcaps.models import compile_model
-from keras_parcaps.models.compiling import EMA_MOMENTUM
 from keras_parcaps.training import training_callbacks
+from tests.moving_average import numpy_moving_average
 
 
 def _dense_model():
@@ -25,9 +25,7 @@ class _RawWeights(keras.callbacks.Callback):
 
 
 def test_fit_leaves_the_moving_average_of_the_weights():
-    # Keras's use_ema: the average starts at the weights after the first
-    # step, then a_t = m a_{t-1} + (1 - m) w_t; `fit` writes it into the
-    # model when it ends.
+    # `fit` writes Keras's moving average into the model when it ends.
     model = compile_model(_dense_model(), loss="mse", metrics=[])
     rng = np.random.default_rng(0)
     x = rng.normal(size=(12, 3)).astype("float32")
@@ -35,11 +33,7 @@ def test_fit_leaves_the_moving_average_of_the_weights():
     raw = _RawWeights()
     model.fit(x, y, batch_size=2, epochs=1, shuffle=False, verbose=0, callbacks=[raw])
     assert len(raw.steps) == 6
-    expected = [w.astype("float64") for w in raw.steps[0]]
-    for step in raw.steps[1:]:
-        expected = [
-            EMA_MOMENTUM * a + (1 - EMA_MOMENTUM) * w for a, w in zip(expected, step)
-        ]
+    expected = numpy_moving_average(raw.steps)
     for variable, average in zip(model.trainable_variables, expected):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(variable), average, rtol=1e-5, atol=1e-6
@@ -65,4 +59,17 @@ def test_validation_measures_the_averaged_weights():
     plain = compile_model(_dense_model(), optimizer="nadam", loss="mse", metrics=[])
     assert not any(
         isinstance(c, keras.callbacks.SwapEMAWeights) for c in training_callbacks(plain)
+    )
+
+
+def test_validation_measures_the_averaged_weights_under_loss_scaling():
+    # mixed_float16 wraps the averaging Nadam in a LossScaleOptimizer.
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = compile_model(_dense_model(), loss="mse", metrics=[])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert any(
+        isinstance(c, keras.callbacks.SwapEMAWeights) for c in training_callbacks(model)
     )

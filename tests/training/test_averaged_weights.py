@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from keras_parcaps.models import compile_model
-from keras_parcaps.models.compiling import EMA_MOMENTUM
 from keras_parcaps.training import averaged_weights
+from tests.moving_average import numpy_moving_average
 
 
 def _data():
@@ -33,16 +33,6 @@ def _steps(model, count):
     return steps
 
 
-def _numpy_average(steps):
-    # Keras's use_ema: the average starts at the weights after the first step.
-    average = [w.astype("float64") for w in steps[0]]
-    for step in steps[1:]:
-        average = [
-            EMA_MOMENTUM * a + (1 - EMA_MOMENTUM) * w for a, w in zip(average, step)
-        ]
-    return average
-
-
 @pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
 def test_block_sees_the_average_and_training_goes_on_from_the_last_weights(policy):
     keras.config.set_dtype_policy(policy)
@@ -55,7 +45,7 @@ def test_block_sees_the_average_and_training_goes_on_from_the_last_weights(polic
     steps = _steps(model, 5)
     with averaged_weights(model) as inside:
         assert inside is model
-        for got, want in zip(_weights(model), _numpy_average(steps)):
+        for got, want in zip(_weights(model), numpy_moving_average(steps)):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
         assert not np.allclose(_weights(model)[0], steps[-1][0])
     for got, want in zip(_weights(model), steps[-1]):
@@ -63,7 +53,7 @@ def test_block_sees_the_average_and_training_goes_on_from_the_last_weights(polic
     # The average keeps going from where it was.
     steps += _steps(model, 2)
     with averaged_weights(model):
-        for got, want in zip(_weights(model), _numpy_average(steps)):
+        for got, want in zip(_weights(model), numpy_moving_average(steps)):
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
