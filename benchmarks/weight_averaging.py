@@ -66,19 +66,15 @@ class _Probe(keras.callbacks.Callback):
         return result
 
     def on_epoch_end(self, epoch, logs=None):
-        weights = self.model.trainable_variables
-        last = [keras.ops.convert_to_numpy(v) for v in weights]
         statistics = [
             layer.get_weights() for layer in kp.training.batch_norm_layers(self.model)
         ]
         row = {"iteration": (epoch + 1) * self.every, "loss": float(logs["loss"])}
         row["last"] = self._accuracy()
         row["last, exact statistics"] = self._recalibrated_accuracy(statistics)
-        self.model.optimizer.finalize_variable_values(weights)
-        row["averaged"] = self._accuracy()
-        row["averaged, exact statistics"] = self._recalibrated_accuracy(statistics)
-        for variable, value in zip(weights, last):
-            variable.assign(value)
+        with kp.training.averaged_weights(self.model):
+            row["averaged"] = self._accuracy()
+            row["averaged, exact statistics"] = self._recalibrated_accuracy(statistics)
         row["seconds"] = round(time.time() - self.start)
         self.rows.append(row)
         print(self.name, json.dumps(row), flush=True)
