@@ -551,6 +551,10 @@ def _data_for_model(args, model):
 def _cmd_evaluate(args):
     from keras_parcaps.evaluation import evaluate_model
 
+    if args.average_orientations and args.no_agr:
+        raise UsageError(
+            "--average-orientations needs the 8 orientations that --no-agr skips"
+        )
     class_names = _model_classes(args)
     model = _load_model(args.model_file)
     outputs = model.output_shape[-1] if hasattr(model, "output_shape") else None
@@ -561,7 +565,13 @@ def _cmd_evaluate(args):
         )
     data = _align_classes(_data_for_model(args, model), class_names)
     with _run_folder(args):
-        report = evaluate_model(model, data, args.out, orientations=not args.no_agr)
+        report = evaluate_model(
+            model,
+            data,
+            args.out,
+            orientations=not args.no_agr,
+            average_orientations=args.average_orientations,
+        )
     _print_report(report, "Evaluation")
     _link_explain(args, report)
     return report
@@ -702,6 +712,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated class of each model output, for "
         "a model saved without them (keras-parcaps saves them)",
+    )
+    evaluate.add_argument(
+        "--average-orientations",
+        action="store_true",
+        help="classify each image by its scores averaged over the 8 "
+        "orientations (test-time augmentation; Agr is unchanged)",
     )
     evaluate.set_defaults(func=_cmd_evaluate)
 

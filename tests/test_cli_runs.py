@@ -167,6 +167,23 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
         assert archive.testzip() is None
 
 
+def test_evaluate_averages_orientations(finished_run, tmp_path, capsys):
+    model_file = str(finished_run / "model.keras")
+    data = str(_class_folders(tmp_path / "data", ["LYT", "NGS"]))
+    out = tmp_path / "eval"
+    main(
+        ["evaluate", model_file, "--data", data, "--average-orientations"]
+        + ["--out", str(out)]
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["average_orientations"] is True and report["agr"] is not None
+    code, line = _main_error(
+        ["evaluate", model_file, "--data", data, "--average-orientations", "--no-agr"],
+        capsys,
+    )
+    assert code == 2 and "--no-agr" in line
+
+
 def test_evaluate_checks_the_model_classes(finished_run, tmp_path, capsys):
     model_file = finished_run / "model.keras"
     other = _class_folders(tmp_path / "other", ["EOS", "XYZ"])

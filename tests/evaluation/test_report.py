@@ -2,6 +2,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from keras_parcaps.data import ImageSet
 from keras_parcaps.evaluation import (
@@ -110,3 +111,35 @@ def test_evaluate_model(tmp_path):
     assert report["predictions"] == [0, 0, 0, 1, 1, 1]
     assert (tmp_path / "report_confusion_matrix.png").is_file()
     assert (tmp_path / "report_table.csv").is_file()
+
+
+def test_evaluate_model_averages_orientations(tmp_path):
+    import keras
+
+    # One bright pixel in the top-left corner; the model scores class 1
+    # only when the pixel is there. It stays there in 2 of the 8
+    # orientations (the original and the transpose), which say class 1 with
+    # score 1; the other 6 say class 0 with score 0.5. Mean scores
+    # (0.375, 0.25) pick class 0.
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    images[:, 0, 0] = 255
+    data = ImageSet(None, [1, 0], ["a", "b"], images=images)
+    inputs = keras.Input((4, 4, 3))
+    corner = keras.layers.Lambda(lambda x: x[:, 0, 0, :1])(inputs)
+    scores = keras.layers.Lambda(
+        lambda c: keras.ops.concatenate([0.5 * (1.0 - c), c], axis=-1)
+    )(corner)
+    model = keras.Model(inputs, scores)
+
+    single = evaluate_model(model, data)
+    averaged = evaluate_model(model, data, tmp_path, average_orientations=True)
+    assert single["predictions"] == [1, 1]
+    assert averaged["predictions"] == [0, 0]
+    # Agr is the model's own invariance either way: no image agrees.
+    assert single["agr"] == averaged["agr"] == 0.0
+    assert (single["acc"], averaged["acc"]) == (0.5, 0.5)
+    assert averaged["average_orientations"] is True
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["average_orientations"] is True
+    with pytest.raises(ValueError, match="orientations=False"):
+        evaluate_model(model, data, orientations=False, average_orientations=True)
