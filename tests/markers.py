@@ -23,3 +23,32 @@ def once(reason: str):
         keras.backend.backend() != ONCE_BACKEND,
         reason=f"backend-neutral, run on {ONCE_BACKEND} only: {reason}",
     )
+
+
+def builder_configs(configs):
+    """The (capsule size, capsule layers) cases of a builder test, spread out.
+
+    Every case runs on PyTorch, where building and stepping a model eagerly
+    takes seconds; TensorFlow and JAX each run all but one, a different one
+    each (each case still runs on two backends), because there a new network
+    costs 20-100 s of tracing or XLA compilation. The networks' graphs are
+    the same on every backend, and every layer and routing formulation is
+    checked on every backend in tests/layers and tests/ops.
+
+    Args:
+        configs: At least two `(capsule_size, capsule_layers)` tuples; the
+            last is left out on TensorFlow, the first on JAX.
+    """
+    skipped = {"tensorflow": len(configs) - 1, "jax": 0}
+    backend = keras.backend.backend()
+    return [
+        pytest.param(
+            *config,
+            marks=pytest.mark.skipif(
+                skipped.get(backend) == i,
+                reason=f"spread over the backends: {backend} runs the other "
+                "cases (tests/markers.builder_configs)",
+            ),
+        )
+        for i, config in enumerate(configs)
+    ]

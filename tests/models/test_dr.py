@@ -3,10 +3,12 @@ import numpy as np
 import pytest
 
 import keras_parcaps as kp
+from tests.markers import builder_configs
 from tests.models.builder_checks import check_trains_saves_loads
 
-# Each capsule size and each layer count once (a diagonal, to stay fast).
-CONFIGS = [(9, 2), (16, 3), (25, 4)]
+# Each capsule size and each layer count once (a diagonal, to stay fast),
+# spread over the backends (see `builder_configs`).
+CONFIGS = builder_configs([(9, 2), (16, 3), (25, 4)])
 SMALL = (32, 32, 3)
 
 
