@@ -240,6 +240,13 @@ def _add_common(parser, demo=False):
         "one image per class, as in the paper)",
     )
     parser.add_argument(
+        "--images-per-class",
+        type=_int_at_least(1),
+        default=None,
+        help="images of each class in a balanced batch (default 1, the paper's; "
+        "2 trained better on 10 classes, see docs/concepts.md)",
+    )
+    parser.add_argument(
         "--branches",
         type=_int_at_least(1),
         default=None,
@@ -271,7 +278,18 @@ def _add_common(parser, demo=False):
 
 
 def _train_options(args, builder):
+    if args.images_per_class is not None and args.batch_size is not None:
+        raise UsageError(
+            "--images-per-class sets the balanced batches that --batch-size "
+            "replaces; give one of them"
+        )
+    options = (
+        {}
+        if args.images_per_class is None
+        else {"images_per_class": args.images_per_class}
+    )
     return {
+        **options,
         "fingerprint": _fingerprint(args, builder),
         "epochs": args.epochs,
         "steps_per_epoch": args.steps,

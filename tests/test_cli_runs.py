@@ -167,6 +167,17 @@ def test_truncated_checkpoint_resumes_from_the_previous_one(tmp_path):
         assert archive.testzip() is None
 
 
+def test_images_per_class_reaches_the_batches(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["train", *TINY, "--images-per-class", "2", "--out", str(out)])
+    run = json.loads((out / "run.json").read_text())
+    assert run["fingerprint"]["images_per_class"] == 2
+    code, line = _main_error(
+        ["train", *TINY, "--images-per-class", "2", "--batch-size", "8"], capsys
+    )
+    assert code == 2 and "--batch-size" in line
+
+
 def test_evaluate_averages_orientations(finished_run, tmp_path, capsys):
     model_file = str(finished_run / "model.keras")
     data = str(_class_folders(tmp_path / "data", ["LYT", "NGS"]))
