@@ -139,13 +139,18 @@ def run_one(args):
         stratified_folds(data.labels, 5, seed=0), args.fold
     )
     train, test = data.subset(train_idx), data.subset(test_idx)
-    keras.utils.set_random_seed(args.fold)
+    keras.utils.set_random_seed(args.fold if args.seed is None else args.seed)
     shape = (args.image_size, args.image_size, 3)
     if builder == "cnn":
         model = build_cnn(shape, data.num_classes, **options)
     else:
         model = get_builder(builder, **options)(shape, data.num_classes)
-    batches = OnePerClassBatches(train, steps_per_epoch=args.eval_every, seed=args.fold)
+    batches = OnePerClassBatches(
+        train,
+        steps_per_epoch=args.eval_every,
+        seed=args.fold,
+        images_per_class=args.images_per_class,
+    )
 
     clock = {"train": 0.0, "steps": 0, "first": None}
 
@@ -190,6 +195,8 @@ def run_one(args):
         "fold": args.fold,
         "backend": keras.backend.backend(),
         "image_size": args.image_size,
+        "images_per_class": args.images_per_class,
+        "seed": args.fold if args.seed is None else args.seed,
         "params": model.count_params(),
         "iterations": clock["steps"],
         "train_seconds": clock["train"],
@@ -287,6 +294,12 @@ def main():
     )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument(
+        "--images-per-class", type=int, default=1, help="images of each class per batch"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="weights' seed (default: the fold)"
+    )
     parser.add_argument("--data", default=None)
     parser.add_argument(
         "--save-npz",
