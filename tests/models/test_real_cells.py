@@ -25,8 +25,9 @@ Not here: `build_parallel_em`. At 48x48 (the EM strides need 33) after 300
 iterations it was around the majority class, not reliably above it:
 held-out Acc 0.565 (TensorFlow) and 0.558 (PyTorch) with one image per
 class, 0.319 with another weight seed, 0.366 with two images per class
-(0.65 after 100 iterations, then 0.23); 6-13 minutes per run on this CPU. A test of it would fail at random or cost a
-quarter of an hour; the EM networks' learning is issue 12's open part.
+(0.65 after 100 iterations, then 0.23); 6-13 minutes per run on this CPU.
+A test of it would fail at random or cost a quarter of an hour; the EM
+networks' learning is issue 12's open part.
 """
 
 import keras
