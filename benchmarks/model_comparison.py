@@ -139,7 +139,8 @@ def run_one(args):
         stratified_folds(data.labels, 5, seed=0), args.fold
     )
     train, test = data.subset(train_idx), data.subset(test_idx)
-    keras.utils.set_random_seed(args.fold if args.seed is None else args.seed)
+    seed = args.fold if args.seed is None else args.seed
+    keras.utils.set_random_seed(seed)
     shape = (args.image_size, args.image_size, 3)
     if builder == "cnn":
         model = build_cnn(shape, data.num_classes, **options)
@@ -196,7 +197,7 @@ def run_one(args):
         "backend": keras.backend.backend(),
         "image_size": args.image_size,
         "images_per_class": args.images_per_class,
-        "seed": args.fold if args.seed is None else args.seed,
+        "seed": seed,
         "params": model.count_params(),
         "iterations": clock["steps"],
         "train_seconds": clock["train"],

@@ -283,13 +283,7 @@ def _train_options(args, builder):
             "--images-per-class sets the balanced batches that --batch-size "
             "replaces; give one of them"
         )
-    options = (
-        {}
-        if args.images_per_class is None
-        else {"images_per_class": args.images_per_class}
-    )
-    return {
-        **options,
+    options = {
         "fingerprint": _fingerprint(args, builder),
         "epochs": args.epochs,
         "steps_per_epoch": args.steps,
@@ -301,6 +295,10 @@ def _train_options(args, builder):
         "orientations": not args.no_agr,
         "distribute": args.distribute,
     }
+    # Unset, `train` takes one per class, or the multiple a distributed run needs.
+    if args.images_per_class is not None:
+        options["images_per_class"] = args.images_per_class
+    return options
 
 
 def _check_option_values(name, function, options, image_size):
