@@ -170,6 +170,7 @@ def run_one(args):
                 self.model.stop_training = True
 
     curve, losses = [], []
+    partial = Path(args.out) / f"{args.model}_fold{args.fold}.partial"
     test_images = test.images().astype("float32") / 255.0
 
     class Curve(keras.callbacks.Callback):
@@ -183,6 +184,8 @@ def run_one(args):
                 scores = self.model.predict(test_images, batch_size=64, verbose=0)
             accuracy = float(np.mean(scores.argmax(-1) == test.labels))
             curve.append([clock["steps"], accuracy])
+            # A run killed by `--timeout` still leaves its curve.
+            partial.write_text(json.dumps({"curve": curve, "loss": losses}))
 
     # One `fit`, as a user trains: `Budget` ends it.
     epochs = -(-min(args.iterations, 10**6) // args.eval_every)
@@ -215,6 +218,7 @@ def run_one(args):
     }
     out = Path(args.out) / f"{args.model}_fold{args.fold}.json"
     out.write_text(json.dumps(result, indent=1))
+    partial.unlink(missing_ok=True)
     print(
         json.dumps({k: v for k, v in result.items() if k not in ("curve", "loss")}),
         flush=True,

@@ -4,6 +4,8 @@ import contextlib
 
 import keras
 
+from keras_parcaps.models.compiling import unshare_variables
+
 
 def averaging_optimizer(optimizer):
     """The optimizer that keeps the moving average of the weights, or `None`.
@@ -58,6 +60,8 @@ def averaged_weights(model: keras.Model):
     variables = model.trainable_variables
     training = [keras.ops.convert_to_numpy(v) for v in variables]
     optimizer.finalize_variable_values(variables)
+    # Any optimizer's, not only `AveragingNadam`'s.
+    unshare_variables(variables)
     try:
         yield model
     finally:

@@ -73,3 +73,24 @@ def test_validation_measures_the_averaged_weights_under_loss_scaling():
     assert any(
         isinstance(c, keras.callbacks.SwapEMAWeights) for c in training_callbacks(model)
     )
+
+
+def test_fit_predict_fit_save_with_the_averaging_optimizer(tmp_path):
+    # On JAX, `fit` used to leave each weight sharing its array with the
+    # optimizer's average; `predict` donates (frees) the weights' arrays, so
+    # the next `fit` or `save` failed with "Array has been deleted".
+    model = compile_model(_dense_model(), loss="mse", metrics=[])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 3)).astype("float32")
+    y = rng.normal(size=(8, 2)).astype("float32")
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    model.predict(x, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    expected = model.predict(x, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded.optimizer, keras.optimizers.Nadam)
+    assert loaded.optimizer.use_ema
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
+    loaded.fit(x, y, batch_size=4, epochs=1, verbose=0)

@@ -81,3 +81,25 @@ def test_without_an_average_the_block_sees_the_weights_as_they_are(steps):
     with averaged_weights(fresh):
         for got, want in zip(_weights(fresh), before):
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("optimizer", ["auto", "keras"])
+def test_predict_inside_the_block_during_fit(optimizer):
+    # What a callback that scores the average every epoch does. On JAX
+    # `predict` donates the weights' arrays; the block must not leave them
+    # shared with the optimizer's average, or the next epoch fails.
+    if optimizer == "keras":
+        optimizer = keras.optimizers.Adam(1e-2, use_ema=True)
+    model = _model(optimizer)
+    x, y = _data()
+    scores = []
+
+    class Score(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            with averaged_weights(self.model):
+                scores.append(self.model.predict(x, verbose=0))
+
+    model.fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[Score()])
+    assert len(scores) == 3
+    # `fit` ends with the average in the model: what the last block saw.
+    np.testing.assert_allclose(model.predict(x, verbose=0), scores[-1], rtol=1e-5)
