@@ -57,6 +57,11 @@ MODELS = {
         "parallel_dr",
         {"capsule_layers": 3, "n_branches": 4},
     ),
+    "pdr_3l_4b_shared": (
+        "parallel DR, 3 layers, 4 branches, shared Mid-Cap weights",
+        "parallel_dr",
+        {"capsule_layers": 3, "n_branches": 4, "share_weights": True},
+    ),
     "pdr_2l_12b": (
         "parallel DR, 2 layers, 12 branches",
         "parallel_dr",

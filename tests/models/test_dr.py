@@ -46,6 +46,53 @@ def test_build_parallel_dr_trains_saves_loads(capsule_size, capsule_layers):
     check_trains_saves_loads(model, 3)
 
 
+def _dr_caps(model):
+    """`{name: layer}` of the model's DRCaps, the first branch's included."""
+    layers = list(model.layers)
+    if any(layer.name == "branches" for layer in layers):
+        layers += model.get_layer("branches").branches[0].layers
+    return {
+        layer.name: layer for layer in layers if isinstance(layer, kp.layers.DRCaps)
+    }
+
+
+@pytest.mark.parametrize(
+    "builder,capsule_layers,shared",
+    [
+        (kp.models.build_dr, 2, "class_caps"),
+        (kp.models.build_dr, 3, "mid_caps_1"),
+        (kp.models.build_parallel_dr, 2, "class_caps"),
+        (kp.models.build_parallel_dr, 4, "mid_cap_1"),
+    ],
+)
+def test_share_weights_shares_only_the_layer_after_the_primary_caps(
+    builder, capsule_layers, shared
+):
+    kwargs = dict(input_shape=SMALL, num_classes=3, capsule_layers=capsule_layers)
+    copies = 1
+    if builder is kp.models.build_parallel_dr:
+        kwargs["n_branches"] = 2
+        copies = 1 if shared == "class_caps" else 2
+    paper = builder(**kwargs)
+    model = builder(share_weights=True, **kwargs)
+    layers = _dr_caps(model)
+    assert [name for name, layer in layers.items() if layer.share_weights] == [shared]
+    assert not any(layer.share_weights for layer in _dr_caps(paper).values())
+    # One W per Primary-Cap type instead of one per type and grid position
+    # (a 2x2 grid at 32x32): the layer keeps 1 of every 4 matrices.
+    layer = layers[shared]
+    types, in_dim = layer.input.shape[-2:]
+    removed = 3 * types * layer.num_capsules * in_dim * layer.capsule_dim
+    assert paper.count_params() - model.count_params() == copies * removed
+
+
+def test_share_weights_trains_saves_loads():
+    model = kp.models.build_parallel_dr(
+        input_shape=SMALL, num_classes=3, n_branches=2, share_weights=True
+    )
+    check_trains_saves_loads(model, 3)
+
+
 # Initialisation is backend-independent, and TensorFlow runs these 40 steps
 # fastest here; a collapse shows on any backend.
 @pytest.mark.user_grouped_convolution
