@@ -28,14 +28,13 @@ def _block():
     return block([256, 256, 512], cardinality=64, name="block")
 
 
-def _class_scores(
-    caps, num_classes, capsule_size, routing_iterations, share_weights=False
-):
+def _class_scores(caps, num_classes, capsule_size, routing_iterations, share_weights):
     caps = DRCaps(
         num_classes,
         capsule_size,
         routing_iterations=routing_iterations,
-        share_weights=share_weights,
+        # Only a grid (the Primary-Caps, with 2 layers) has positions to share.
+        share_weights=share_weights and len(caps.shape) == 5,
         name="class_caps",
     )(caps)
     # The class scores are the lengths of the Class-Caps.
@@ -173,11 +172,7 @@ def build_dr(
             name=f"mid_caps_{i + 1}",
         )(caps)
     scores = _class_scores(
-        caps,
-        num_classes,
-        capsule_size,
-        routing_iterations,
-        share_weights=share_weights and capsule_layers == 2,
+        caps, num_classes, capsule_size, routing_iterations, share_weights
     )
     name = f"dr_capsnet_{capsule_layers}l"
     return compiled_network(inputs, scores, name, MarginLoss(), learning_rate)
@@ -265,11 +260,7 @@ def build_parallel_dr(
     )
     caps = ParallelBranch(branch, n_branches, name="branches")(features)
     scores = _class_scores(
-        caps,
-        num_classes,
-        capsule_size,
-        routing_iterations,
-        share_weights=share_weights and capsule_layers == 2,
+        caps, num_classes, capsule_size, routing_iterations, share_weights
     )
     name = f"parallel_dr_capsnet_{capsule_layers}l_{n_branches}b"
     return compiled_network(inputs, scores, name, MarginLoss(), learning_rate)
