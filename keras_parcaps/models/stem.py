@@ -76,6 +76,13 @@ def stem(inputs):
     leaves the stem as a 50x50x256 feature map; the stem has about 0.16M
     parameters.
 
+    A stride-2 layer samples every other position starting at one border.
+    On an even size a 90-degree rotation or a flip of the image moves that
+    grid by one pixel, so the features of a turned cell are not the turned
+    features, whatever the kernels. At sizes 16k + 1 (65, 401) every
+    stride-2 layer of the stem and of the branch blocks sees an odd size
+    and its grid is symmetric (tests/models/test_stem.py).
+
     Args:
         inputs: Image tensor `(batch, height, width, channels)`.
 
