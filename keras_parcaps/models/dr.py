@@ -28,13 +28,18 @@ def _block():
     return block([256, 256, 512], cardinality=64, name="block")
 
 
+def _on_grid(caps, share_weights: bool) -> bool:
+    """`share_weights` for a layer reading `caps`: only the Primary-Caps grid
+    `(batch, height, width, types, dim)` has positions to share."""
+    return share_weights and len(caps.shape) == 5
+
+
 def _class_scores(caps, num_classes, capsule_size, routing_iterations, share_weights):
     caps = DRCaps(
         num_classes,
         capsule_size,
         routing_iterations=routing_iterations,
-        # Only a grid (the Primary-Caps, with 2 layers) has positions to share.
-        share_weights=share_weights and len(caps.shape) == 5,
+        share_weights=_on_grid(caps, share_weights),
         name="class_caps",
     )(caps)
     # The class scores are the lengths of the Class-Caps.
@@ -84,7 +89,7 @@ def dr_branch(
         caps = DRCaps(
             1,
             capsule_size,
-            share_weights=share_weights and i == 0,
+            share_weights=_on_grid(caps, share_weights),
             name=f"mid_cap_{i + 1}",
         )(caps)
     return keras.Model(features, caps, name="branch")
@@ -168,7 +173,7 @@ def build_dr(
             n_mid_caps,
             capsule_size,
             routing_iterations=routing_iterations,
-            share_weights=share_weights and i == 0,
+            share_weights=_on_grid(caps, share_weights),
             name=f"mid_caps_{i + 1}",
         )(caps)
     scores = _class_scores(
