@@ -62,6 +62,11 @@ MODELS = {
         "parallel_dr",
         {"capsule_layers": 3, "n_branches": 4, "share_weights": True},
     ),
+    "pdr_3l_4b_plain": (
+        "parallel DR, 3 layers, 4 branches, plain CNN backbone",
+        "parallel_dr",
+        {"capsule_layers": 3, "n_branches": 4, "backbone": "plain"},
+    ),
     "pdr_2l_12b": (
         "parallel DR, 2 layers, 12 branches",
         "parallel_dr",

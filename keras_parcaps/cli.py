@@ -327,6 +327,8 @@ def _check_option_values(name, function, options, image_size):
                 and math.isfinite(value)
             )
             wanted = "a finite number"
+        elif isinstance(default, str):
+            ok, wanted = isinstance(value, str), "a string"
         else:
             continue
         if ok and option in choices and value not in choices[option]:

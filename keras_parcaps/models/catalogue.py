@@ -5,10 +5,12 @@ from keras_parcaps.models.em_capsnet import build_em_capsnet
 from keras_parcaps.models.model_spec import ModelSpec
 from keras_parcaps.models.resnext import build_resnext50
 from keras_parcaps.models.sabour import build_sabour_capsnet
-from keras_parcaps.models.stem import CAPSULE_LAYERS, CAPSULE_SIZES
+from keras_parcaps.models.stem import BACKBONES, CAPSULE_LAYERS, CAPSULE_SIZES
 
-# The paper's networks, DR and EM, take the same capsule sizes and layers.
+# The paper's networks, DR and EM, take the same capsule sizes and layers;
+# the DR networks also another backbone.
 _CHOICES = {"capsule_size": CAPSULE_SIZES, "capsule_layers": CAPSULE_LAYERS}
+_DR_CHOICES = {**_CHOICES, "backbone": BACKBONES}
 
 
 def _paper_network(name, builder, kind, **paper):
@@ -18,7 +20,7 @@ def _paper_network(name, builder, kind, **paper):
         name,
         builder,
         kind,
-        choices=_CHOICES,
+        choices=_DR_CHOICES if kind == "dr" else _CHOICES,
         # Capsule size 16, 3 capsule layers and the routing iterations of
         # the original papers (Table 1); the branches or Mid-Caps it chose.
         paper={

@@ -93,6 +93,44 @@ def test_share_weights_trains_saves_loads():
     check_trains_saves_loads(model, 3)
 
 
+@pytest.mark.parametrize(
+    "builder,kwargs",
+    [(kp.models.build_dr, {}), (kp.models.build_parallel_dr, dict(n_branches=2))],
+)
+def test_plain_backbone_replaces_the_stem_and_blocks(builder, kwargs):
+    kwargs = dict(input_shape=SMALL, num_classes=3, capsule_layers=3, **kwargs)
+    paper = builder(**kwargs)
+    model = builder(backbone="plain", **kwargs)
+    layers = list(model.layers)
+    if builder is kp.models.build_parallel_dr:
+        layers += model.get_layer("branches").branches[0].layers
+    assert not any(isinstance(layer, kp.layers.ResNeXtBlock) for layer in layers)
+    # The Primary-Caps see the paper's grid, and the capsule layers are the
+    # paper's: the 1x1 Primary-Caps convolution reads 256 channels, not 512.
+    caps = _dr_caps(model)
+    assert {name: layer.count_params() for name, layer in caps.items()} == {
+        name: layer.count_params() for name, layer in _dr_caps(paper).items()
+    }
+    primary = [layer for layer in layers if isinstance(layer, kp.layers.PrimaryCaps)]
+    assert tuple(primary[0].input.shape[1:]) == (2, 2, 256)
+    # Four 3x3 convolutions without bias and four batch normalizations, and
+    # nothing else before the Primary-Caps.
+    widths = [3, 32, 64, 128, 256]
+    backbone = sum(9 * a * b + 4 * b for a, b in zip(widths, widths[1:]))
+    assert backbone == 389_856
+    after = ("branches",) if "n_branches" in kwargs else ("primary_caps", "mid_caps_1")
+    capsules = sum(model.get_layer(name).count_params() for name in after)
+    capsules += model.get_layer("class_caps").count_params()
+    assert model.count_params() == backbone + capsules
+
+
+def test_plain_backbone_trains_saves_loads():
+    model = kp.models.build_parallel_dr(
+        input_shape=SMALL, num_classes=3, n_branches=2, backbone="plain"
+    )
+    check_trains_saves_loads(model, 3)
+
+
 # Initialisation is backend-independent, and TensorFlow runs these 40 steps
 # fastest here; a collapse shows on any backend.
 @pytest.mark.user_grouped_convolution
@@ -138,6 +176,8 @@ def test_three_layer_networks_learn(builder, kwargs):
         (kp.models.build_parallel_dr, dict(input_shape=(400, 15, 3)), "input_shape"),
         (kp.models.build_dr, dict(input_shape=(64, 64)), "input_shape"),
         (kp.models.build_dr, dict(num_classes=0), "num_classes"),
+        (kp.models.build_dr, dict(backbone="vgg"), "backbone"),
+        (kp.models.build_parallel_dr, dict(backbone=None), "backbone"),
     ],
 )
 def test_bad_arguments_name_the_argument(builder, kwargs, name):

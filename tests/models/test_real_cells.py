@@ -70,6 +70,10 @@ def cells():
     [
         ("build_parallel_dr", {"n_branches": 4, "capsule_layers": 3}),
         ("build_dr", {"capsule_layers": 3}),
+        (
+            "build_parallel_dr",
+            {"n_branches": 4, "capsule_layers": 3, "backbone": "plain"},
+        ),
     ],
 )
 def test_plain_fit_then_predict_learns_real_cells(cells, builder, options):
