@@ -7,10 +7,13 @@ from keras_parcaps.models.resnext import build_resnext50
 from keras_parcaps.models.sabour import build_sabour_capsnet
 from keras_parcaps.models.stem import BACKBONES, CAPSULE_LAYERS, CAPSULE_SIZES
 
-# The paper's networks, DR and EM, take the same capsule sizes and layers;
-# the DR networks also another backbone.
-_CHOICES = {"capsule_size": CAPSULE_SIZES, "capsule_layers": CAPSULE_LAYERS}
-_DR_CHOICES = {**_CHOICES, "backbone": BACKBONES}
+# The paper's networks, DR and EM, take the same capsule sizes, layers and
+# backbones.
+_CHOICES = {
+    "capsule_size": CAPSULE_SIZES,
+    "capsule_layers": CAPSULE_LAYERS,
+    "backbone": BACKBONES,
+}
 
 
 def _paper_network(name, builder, kind, **paper):
@@ -20,7 +23,7 @@ def _paper_network(name, builder, kind, **paper):
         name,
         builder,
         kind,
-        choices=_DR_CHOICES if kind == "dr" else _CHOICES,
+        choices=_CHOICES,
         # Capsule size 16, 3 capsule layers and the routing iterations of
         # the original papers (Table 1); the branches or Mid-Caps it chose.
         paper={

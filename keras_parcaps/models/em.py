@@ -3,18 +3,20 @@
 import keras
 from keras import ops
 
-from keras_parcaps._checks import check_positive_int
+from keras_parcaps._checks import check_choice, check_positive_int
 from keras_parcaps.layers.em_class_caps import EMClassCaps
 from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.models.stem import (
+    BACKBONES,
     STEM_STRIDE,
     block,
     check_capsule_options,
     check_input_shape,
     compiled_network,
+    plain_backbone,
     stem,
 )
 
@@ -79,6 +81,7 @@ def build_em(
     routing_iterations: int = 3,
     learning_rate: float = 1e-3,
     margin: float = 0.2,
+    backbone: str = "paper",
 ) -> keras.Model:
     """Builds and compiles the paper's non-parallel EM-CapsNet.
 
@@ -121,6 +124,10 @@ def build_em(
         routing_iterations: EM-routing iterations. Default 3.
         learning_rate: Nadam learning rate. Default 1e-3.
         margin: Initial margin of the spread loss. Default 0.2.
+        backbone: What comes before the Primary-Caps: `"paper"` (the stem
+            and the ResNeXt block(s)) or `"plain"`, a plain CNN instead of
+            them (`keras_parcaps.models.stem.plain_backbone`; see
+            `build_parallel_em`). Default `"paper"`.
 
     Returns:
         A `keras.Model` from images to class activations, compiled with
@@ -138,10 +145,14 @@ def build_em(
     """
     check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
     check_positive_int("n_mid_caps", n_mid_caps)
+    check_choice("backbone", backbone, BACKBONES)
     input_shape = check_input_shape(input_shape, _min_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
-    x = _blocks(stem(inputs), capsule_layers)
+    if backbone == "paper":
+        x = _blocks(stem(inputs), capsule_layers)
+    else:
+        x = plain_backbone(inputs)
     caps = _primary_caps(x, PRIMARY_CAPS, capsule_size)
     caps = _mid_caps(caps, n_mid_caps, capsule_layers, routing)
     scores = _class_scores(caps, num_classes, routing)
@@ -160,6 +171,7 @@ def build_parallel_em(
     routing_iterations: int = 3,
     learning_rate: float = 1e-3,
     margin: float = 0.2,
+    backbone: str = "paper",
 ) -> keras.Model:
     """Builds and compiles the paper's parallel EM-CapsNet.
 
@@ -201,6 +213,10 @@ def build_parallel_em(
         routing_iterations: EM-routing iterations. Default 3.
         learning_rate: Nadam learning rate. Default 1e-3.
         margin: Initial margin of the spread loss. Default 0.2.
+        backbone: What comes before the Primary-Caps: `"paper"` (the stem
+            and the ResNeXt block(s)) or `"plain"`, a plain CNN instead of
+            them (`keras_parcaps.models.stem.plain_backbone`; see
+            `build_parallel_em`). Default `"paper"`.
 
     Returns:
         A `keras.Model` from images to class activations, compiled with
@@ -224,13 +240,17 @@ def build_parallel_em(
             "(the Primary-Caps are divided among branches). "
             f"Received: n_branches={n_branches}"
         )
+    check_choice("backbone", backbone, BACKBONES)
     input_shape = check_input_shape(input_shape, _min_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
-    features = stem(inputs)
+    features = stem(inputs) if backbone == "paper" else plain_backbone(inputs)
 
     branch_inputs = keras.Input(tuple(features.shape[1:]), name="features")
-    x = _blocks(branch_inputs, capsule_layers)
+    # The plain backbone reaches the Primary-Caps grid by itself.
+    x = branch_inputs
+    if backbone == "paper":
+        x = _blocks(branch_inputs, capsule_layers)
     primary = PRIMARY_CAPS // n_branches if capsule_layers == 2 else PRIMARY_CAPS
     caps = _primary_caps(x, primary, capsule_size)
     caps = _mid_caps(caps, 1, capsule_layers, routing)

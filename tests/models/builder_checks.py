@@ -1,4 +1,5 @@
-"""Shared check for the paper's builders: build, save, load, one training step."""
+"""Shared checks for the paper's builders: build, save, load, one training
+step; the plain backbone."""
 
 import os
 import tempfile
@@ -6,7 +7,30 @@ import tempfile
 import keras
 import numpy as np
 
+import keras_parcaps as kp
 from tests.backend_utils import eager_on_tensorflow
+
+# The plain backbone by hand: four 3x3 convolutions without bias, each with
+# a batch normalization (4 values per channel), from 3 colours.
+_WIDTHS = [3, 32, 64, 128, 256]
+PLAIN_BACKBONE_PARAMS = sum(9 * a * b + 4 * b for a, b in zip(_WIDTHS, _WIDTHS[1:]))
+
+
+def primary_caps_after_plain_backbone(model, capsule_layers):
+    """Checks that `model` has the plain backbone and nothing else before its
+    Primary-Caps: no ResNeXt block (in its branches neither), and its
+    parameters are the backbone's plus those of `capsule_layers` (names).
+
+    Returns:
+        The (first branch's) `PrimaryCaps` layer.
+    """
+    layers = list(model.layers)
+    if "branches" in capsule_layers:
+        layers += model.get_layer("branches").branches[0].layers
+    assert not any(isinstance(layer, kp.layers.ResNeXtBlock) for layer in layers)
+    capsules = sum(model.get_layer(name).count_params() for name in capsule_layers)
+    assert model.count_params() == PLAIN_BACKBONE_PARAMS + capsules
+    return next(layer for layer in layers if isinstance(layer, kp.layers.PrimaryCaps))
 
 
 def check_trains_saves_loads(model, num_classes, batch=3):

@@ -4,7 +4,10 @@ import pytest
 
 import keras_parcaps as kp
 from tests.markers import builder_configs
-from tests.models.builder_checks import check_trains_saves_loads
+from tests.models.builder_checks import (
+    check_trains_saves_loads,
+    primary_caps_after_plain_backbone,
+)
 
 # Each capsule size and each layer count once (a diagonal, to stay fast),
 # spread over the backends (see `builder_configs`).
@@ -101,27 +104,14 @@ def test_plain_backbone_replaces_the_stem_and_blocks(builder, kwargs):
     kwargs = dict(input_shape=SMALL, num_classes=3, capsule_layers=3, **kwargs)
     paper = builder(**kwargs)
     model = builder(backbone="plain", **kwargs)
-    layers = list(model.layers)
-    if builder is kp.models.build_parallel_dr:
-        layers += model.get_layer("branches").branches[0].layers
-    assert not any(isinstance(layer, kp.layers.ResNeXtBlock) for layer in layers)
+    after = ("branches",) if "n_branches" in kwargs else ("primary_caps", "mid_caps_1")
+    primary = primary_caps_after_plain_backbone(model, (*after, "class_caps"))
     # The Primary-Caps see the paper's grid, and the capsule layers are the
     # paper's: the 1x1 Primary-Caps convolution reads 256 channels, not 512.
-    caps = _dr_caps(model)
-    assert {name: layer.count_params() for name, layer in caps.items()} == {
+    assert tuple(primary.input.shape[1:]) == (2, 2, 256)
+    assert {name: layer.count_params() for name, layer in _dr_caps(model).items()} == {
         name: layer.count_params() for name, layer in _dr_caps(paper).items()
     }
-    primary = [layer for layer in layers if isinstance(layer, kp.layers.PrimaryCaps)]
-    assert tuple(primary[0].input.shape[1:]) == (2, 2, 256)
-    # Four 3x3 convolutions without bias and four batch normalizations, and
-    # nothing else before the Primary-Caps.
-    widths = [3, 32, 64, 128, 256]
-    backbone = sum(9 * a * b + 4 * b for a, b in zip(widths, widths[1:]))
-    assert backbone == 389_856
-    after = ("branches",) if "n_branches" in kwargs else ("primary_caps", "mid_caps_1")
-    capsules = sum(model.get_layer(name).count_params() for name in after)
-    capsules += model.get_layer("class_caps").count_params()
-    assert model.count_params() == backbone + capsules
 
 
 def test_plain_backbone_trains_saves_loads():

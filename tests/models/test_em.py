@@ -4,7 +4,10 @@ import pytest
 import keras_parcaps as kp
 from tests.backend_utils import eager_on_tensorflow
 from tests.markers import builder_configs
-from tests.models.builder_checks import check_trains_saves_loads
+from tests.models.builder_checks import (
+    check_trains_saves_loads,
+    primary_caps_after_plain_backbone,
+)
 
 # Each capsule size and each layer count once (a diagonal, to stay fast),
 # spread over the backends (see `builder_configs`).
@@ -68,6 +71,21 @@ def test_spread_margin_schedule_drives_the_built_loss():
 
 
 @pytest.mark.parametrize(
+    "builder,kwargs",
+    [
+        (kp.models.build_em, dict(capsule_layers=3)),
+        (kp.models.build_parallel_em, dict(capsule_layers=2, n_branches=2)),
+    ],
+)
+def test_plain_backbone_replaces_the_stem_and_blocks(builder, kwargs):
+    model = builder(input_shape=SMALL, num_classes=3, backbone="plain", **kwargs)
+    after = ("branches",) if "n_branches" in kwargs else ("primary_caps", "mid_caps_1")
+    primary = primary_caps_after_plain_backbone(model, (*after, "class_caps"))
+    assert tuple(primary.input.shape[1:]) == (3, 3, 256)  # 48 / 16
+    check_trains_saves_loads(model, 3)
+
+
+@pytest.mark.parametrize(
     "builder,kwargs,name",
     [
         (kp.models.build_parallel_em, dict(n_branches=0), "n_branches"),
@@ -86,6 +104,8 @@ def test_spread_margin_schedule_drives_the_built_loss():
             dict(input_shape=(24, 24, 3), capsule_layers=2),
             "input_shape",
         ),
+        (kp.models.build_em, dict(backbone="resnet"), "backbone"),
+        (kp.models.build_parallel_em, dict(backbone=""), "backbone"),
     ],
 )
 def test_bad_arguments_name_the_argument(builder, kwargs, name):
