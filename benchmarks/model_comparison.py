@@ -78,6 +78,11 @@ MODELS = {
         {"capsule_layers": 3, "n_branches": 12},
     ),
     "em_3l": ("EM-CapsNet, 3 layers", "em", {"capsule_layers": 3}),
+    "em_3l_plain": (
+        "EM-CapsNet, 3 layers, plain CNN backbone",
+        "em",
+        {"capsule_layers": 3, "backbone": "plain"},
+    ),
     "pem_3l_4b": (
         "parallel EM, 3 layers, 4 branches",
         "parallel_em",
