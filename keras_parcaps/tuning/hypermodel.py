@@ -26,6 +26,7 @@ PAPER_DEFAULTS = {
         "capsule_size": spec.paper["capsule_size"],
         "capsule_layers": spec.paper["capsule_layers"],
         "routing_iterations": spec.paper["routing_iterations"],
+        "backbone": "paper",
     }
     for kind, spec in _SPECS.items()
 }
@@ -66,7 +67,7 @@ def _check_range(name: str, value, minimum: int = 1) -> tuple:
 
 
 def _check_choices(name: str, value, allowed) -> tuple:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (list, tuple)) or not value:
         raise ValueError(
@@ -86,6 +87,9 @@ def _default(value, low, high, step=1):
 
 
 def _nearest(value, choices):
+    """`value` where `choices` hold it, else the nearest number (or the first)."""
+    if value in choices or isinstance(value, str):
+        return value if value in choices else choices[0]
     return min(choices, key=lambda choice: (abs(choice - value), choice))
 
 
@@ -109,6 +113,8 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
     - `capsule_size`: `Choice` of 9, 16, 25 (pose 3x3, 4x4, 5x5); default 16.
     - `capsule_layers`: `Choice` of 2, 3, 4; default 3.
     - `routing_iterations`: `Int`, default range 1-3; default 3.
+    - `backbone`: `Choice` of `"paper"` (the default and only value unless
+      `backbones` says otherwise) and `"plain"` (see `kp.models.build_dr`).
     - `kind` and `parallel`: `Fixed`, so every trial records its network.
 
     When a range does not hold the paper's value, the default is the
@@ -130,6 +136,8 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         capsule_layers: Capsule-layer counts to try, from 2, 3, 4.
         routing_iterations: Range `(min, max)` of routing iterations.
             Default `(1, 3)`.
+        backbones: Backbones to try, from `"paper"` and `"plain"`.
+            Default `("paper",)`.
         parallel: Whether more than one branch means parallel branches
             (default) or Mid-Caps of the non-parallel network.
         learning_rate: Nadam learning rate. Default 1e-3 (the paper).
@@ -167,6 +175,7 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         capsule_sizes=CAPSULE_SIZES,
         capsule_layers=CAPSULE_LAYERS,
         routing_iterations=(1, 3),
+        backbones=("paper",),
         parallel: bool = True,
         learning_rate: float = 1e-3,
         jit_compile="auto",
@@ -197,6 +206,9 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
             "capsule_layers", capsule_layers, spec.choices["capsule_layers"]
         )
         self.routing_iterations = _check_range("routing_iterations", routing_iterations)
+        self.backbones = _check_choices(
+            "backbones", backbones, spec.choices["backbone"]
+        )
         limit = spec.max_branches_2_layers
         if parallel and 2 in self.capsule_layers and self.branches[1] > limit:
             raise ValueError(
@@ -244,6 +256,7 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
             "routing_iterations": integer(
                 "routing_iterations", self.routing_iterations
             ),
+            "backbone": choice("backbone", self.backbones),
         }
 
     def builder_call(self, hp) -> tuple:
@@ -260,6 +273,7 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
             "capsule_size": values["capsule_size"],
             "capsule_layers": values["capsule_layers"],
             "routing_iterations": values["routing_iterations"],
+            "backbone": values["backbone"],
             "learning_rate": self.learning_rate,
         }
         if self.parallel and n > 1:

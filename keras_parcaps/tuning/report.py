@@ -7,16 +7,21 @@ from pathlib import Path
 
 from keras_parcaps.evaluation.plots import new_figure
 
-COLUMNS = (
-    "project",
-    "trial_id",
-    "status",
+# The hyperparameters of `ParallelCapsHyperModel`, as its trials record them.
+HYPERPARAMETERS = (
     "kind",
     "parallel",
     "branches",
     "capsule_size",
     "capsule_layers",
     "routing_iterations",
+    "backbone",
+)
+COLUMNS = (
+    "project",
+    "trial_id",
+    "status",
+    *HYPERPARAMETERS,
     "val_wacc",
     "val_acc",
     "best_step",
@@ -85,7 +90,7 @@ def trials_table(sources) -> list:
                     "project": project,
                     "trial_id": state["trial_id"],
                     "status": state.get("status"),
-                    **{key: values.get(key) for key in COLUMNS[3:9]},
+                    **{key: values.get(key) for key in HYPERPARAMETERS},
                     "val_wacc": _best(metrics.get("val_wacc")),
                     "val_acc": _best(metrics.get("val_acc")),
                     "best_step": state.get("best_step"),

@@ -62,6 +62,7 @@ def test_every_default_combination_builds_and_trains_one_step(kind, size, layers
         "capsule_size": size,
         "capsule_layers": layers,
         "routing_iterations": 1,
+        "backbone": "paper",
     }
     assert model.name.startswith(f"parallel_{kind}_capsnet_{layers}l_2b")
     assert tuple(model.output.shape) == (None, 3)
@@ -104,6 +105,7 @@ def test_default_space_holds_the_papers_values(kind):
         "capsule_size": 16,
         "capsule_layers": 3,
         "routing_iterations": 3,
+        "backbone": "paper",
         "learning_rate": 1e-3,
         "n_branches": paper["branches"],
     }
@@ -115,7 +117,22 @@ def test_default_space_holds_the_papers_values(kind):
         space["routing_iterations"].min_value,
         space["routing_iterations"].max_value,
     ) == (1, 3)
+    assert list(space["backbone"].values) == ["paper"]
     assert objective().name == "val_wacc" and objective().direction == "max"
+
+
+@pytest.mark.parametrize(
+    "backbones,default", [("plain", "plain"), (["plain", "paper"], "paper")]
+)
+def test_backbones_join_the_space(backbones, default):
+    hypermodel = _hypermodel("em", backbones=backbones, branches=(2, 2))
+    hp = keras_tuner.HyperParameters()
+    name, kwargs = hypermodel.builder_call(hp)
+    assert kwargs["backbone"] == default
+    assert sorted(hp.space[-1].values) == sorted(np.atleast_1d(backbones).tolist())
+    hp.values["backbone"] = "plain"
+    model = hypermodel.build(hp)
+    assert not any(isinstance(layer, kp.layers.ResNeXtBlock) for layer in model.layers)
 
 
 def test_defaults_move_into_a_narrower_range():
@@ -149,6 +166,8 @@ def test_defaults_move_into_a_narrower_range():
         ({"capsule_sizes": [16, 36]}, "`capsule_sizes` must be one of"),
         ({"capsule_layers": ()}, "`capsule_layers` must be a non-empty"),
         ({"capsule_layers": [1]}, "`capsule_layers` must be one of"),
+        ({"backbones": ["vgg"]}, "`backbones` must be one of"),
+        ({"backbones": []}, "`backbones` must be a non-empty"),
         ({"kind": "em", "branches": (1, 40)}, "must stay <= 32"),
         ({"num_classes": 1}, "`num_classes` must be an integer >= 2"),
         ({"input_shape": (64, 64)}, "`input_shape` must be"),
