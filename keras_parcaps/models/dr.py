@@ -189,7 +189,9 @@ def build_dr(
     input_shape = check_input_shape(input_shape, MIN_SIZE)
     inputs = keras.Input(input_shape, name="image")
     if backbone == "paper":
-        x = _block()(stem(inputs))  # The block made first, as it always was.
+        # The block is made before the stem, as it always was, so that a
+        # seed draws the paper network's weights as before.
+        x = _block()(stem(inputs))
     else:
         x = plain_backbone(inputs)
     caps = PrimaryCaps(PRIMARY_CAPS, PRIMARY_LENGTH, name="primary_caps")(x)

@@ -20,8 +20,8 @@ BLOCK_KERNEL = 7
 # the batches). Measured on real leukocytes; see docs/concepts.md.
 BATCH_NORM_MOMENTUM = 0.9
 
-# What the DR builders put before the Primary-Caps: the paper's stem and
-# branch blocks, or a plain CNN (see `plain_backbone`).
+# What the paper's builders put before the Primary-Caps: the paper's stem
+# and branch blocks, or a plain CNN (see `plain_backbone`).
 BACKBONES = ("paper", "plain")
 # Widths of the plain backbone's four stages.
 PLAIN_WIDTHS = (32, 64, 128, 256)

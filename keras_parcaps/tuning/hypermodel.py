@@ -88,8 +88,10 @@ def _default(value, low, high, step=1):
 
 def _nearest(value, choices):
     """`value` where `choices` hold it, else the nearest number (or the first)."""
-    if value in choices or isinstance(value, str):
-        return value if value in choices else choices[0]
+    if value in choices:
+        return value
+    if isinstance(value, str):
+        return choices[0]
     return min(choices, key=lambda choice: (abs(choice - value), choice))
 
 
