@@ -18,7 +18,7 @@ PLAIN_BACKBONE_PARAMS = sum(9 * a * b + 4 * b for a, b in zip(_WIDTHS, _WIDTHS[1
 
 def primary_caps_after_plain_backbone(model, capsule_layers):
     """Checks that `model` has the plain backbone and nothing else before its
-    Primary-Caps: no ResNeXt block (in its branches neither), and its
+    Primary-Caps: no ResNeXt block (nor in its branches), and its
     parameters are the backbone's plus those of `capsule_layers` (names).
 
     Returns:

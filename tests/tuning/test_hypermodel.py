@@ -127,7 +127,7 @@ def test_default_space_holds_the_papers_values(kind):
 def test_backbones_join_the_space(backbones, default):
     hypermodel = _hypermodel("em", backbones=backbones, branches=(2, 2))
     hp = keras_tuner.HyperParameters()
-    name, kwargs = hypermodel.builder_call(hp)
+    _, kwargs = hypermodel.builder_call(hp)
     assert kwargs["backbone"] == default
     assert sorted(hp.space[-1].values) == sorted(np.atleast_1d(backbones).tolist())
     hp.values["backbone"] = "plain"
