@@ -108,7 +108,7 @@ def write_trials_csv(rows, path) -> Path:
         >>> row = {"trial_id": "0", "kind": "dr", "branches": 4, "val_wacc": 0.6}
         >>> path = write_trials_csv([row], pathlib.Path(tempfile.mkdtemp()) / "t.csv")
         >>> path.read_text().splitlines()[1]
-        ',0,,dr,,4,,,,0.6,,'
+        ',0,,dr,,4,,,,,0.6,,'
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
