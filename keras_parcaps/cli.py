@@ -28,6 +28,15 @@ DEMO_DEFAULTS = {
     "steps": 40,
     "branches": 4,
     "capsule_layers": 3,
+    # On real cells the paper's stem learns far less in the demo's budget
+    # (docs/concepts.md, "The stem, not the capsules").
+    "backbone": "plain",
+}
+# The demo's defaults that are builder options: flag -> option.
+_DEMO_OPTIONS = {
+    "branches": "n_branches",
+    "capsule_layers": "capsule_layers",
+    "backbone": "backbone",
 }
 
 
@@ -264,7 +273,13 @@ def _add_common(parser, demo=False):
         "--model-option",
         action="append",
         metavar="KEY=VALUE",
-        help="any other builder argument (JSON value)",
+        help="any other builder argument (JSON value)"
+        + (
+            f"; demo: backbone={DEMO_DEFAULTS['backbone']} for its model "
+            "(backbone=paper: the paper's stem)"
+            if demo
+            else ""
+        ),
     )
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument(
@@ -361,26 +376,20 @@ def _builder(args):
     from keras_parcaps.training.builders import get_builder
 
     options = _model_options(args)
+    demo_defaults = {}
     if args.command == "demo":
-        for flag, name in (
-            ("branches", "n_branches"),
-            ("capsule_layers", "capsule_layers"),
-        ):
-            if getattr(args, flag) is None and name not in options:
-                options[name] = DEMO_DEFAULTS[flag]
+        demo_defaults = {
+            name: DEMO_DEFAULTS[flag]
+            for flag, name in _DEMO_OPTIONS.items()
+            if getattr(args, flag, None) is None and name not in options
+        }
+        options = {**demo_defaults, **options}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         builder = get_builder(args.model, **options)
     if builder.options != options:
-        dropped = sorted(set(options) - set(builder.options))
-        if args.command == "demo":  # The demo's own defaults fit its model only.
-            dropped = [
-                name
-                for name in dropped
-                if name not in ("n_branches", "capsule_layers")
-                or getattr(args, "branches" if name == "n_branches" else name)
-                is not None
-            ]
+        # The demo's own defaults fit its model only.
+        dropped = sorted(set(options) - set(builder.options) - set(demo_defaults))
         if dropped:
             raise UsageError(
                 f"model {args.model!r} takes no option(s) {', '.join(dropped)}"

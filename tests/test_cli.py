@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_parcaps.cli import DEMO_DEFAULTS, build_parser, load_data, main
+from keras_parcaps.cli import DEMO_DEFAULTS, _builder, build_parser, load_data, main
 from tests.markers import once
 
 TINY = [
@@ -150,6 +150,23 @@ def test_bad_input_messages(tmp_path, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["small-data"])  # --max-per-class is required
     assert "--max-per-class" in capsys.readouterr().err
+
+
+@once("argument handling, the same on every backend")
+@pytest.mark.parametrize(
+    "argv,options",
+    [
+        (["demo"], {"n_branches": 4, "capsule_layers": 3, "backbone": "plain"}),
+        (
+            ["demo", "--branches", "2", "--model-option", "backbone=paper"],
+            {"n_branches": 2, "capsule_layers": 3, "backbone": "paper"},
+        ),
+        (["demo", "--model", "resnext50"], {}),  # takes none of the demo's options
+        (["train"], {}),
+    ],
+)
+def test_the_demos_defaults_reach_its_model_only(argv, options):
+    assert _builder(build_parser().parse_args(argv)).options == options
 
 
 @once("the installed console script, in a fresh interpreter")
