@@ -258,9 +258,7 @@ def build_parallel_em(
 
     branch_inputs = keras.Input(tuple(features.shape[1:]), name="features")
     # The plain backbone reaches the Primary-Caps grid by itself.
-    x = branch_inputs
-    if backbone == "paper":
-        x = _blocks(branch_inputs, capsule_layers)
+    x = _blocks(branch_inputs, capsule_layers) if backbone == "paper" else branch_inputs
     primary = PRIMARY_CAPS // n_branches if capsule_layers == 2 else PRIMARY_CAPS
     caps = _primary_caps(x, primary, capsule_size)
     caps = _mid_caps(caps, 1, capsule_layers, routing)
