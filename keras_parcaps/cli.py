@@ -359,12 +359,8 @@ def _check_option_values(name, function, options, image_size):
             f"model {name!r} takes at most {limit} branches with 2 "
             f"capsule layers, got {options['n_branches']}"
         )
-    # The smallest image the network's strides allow (its module says).
-    module = sys.modules.get(function.__module__)
-    min_size = getattr(module, "MIN_SIZE", None)
-    if callable(getattr(module, "_min_size", None)):
-        min_size = module._min_size(layers)
-    if isinstance(min_size, int) and image_size < min_size:
+    min_size = spec.min_image_size(**options) if spec else None
+    if min_size is not None and image_size < min_size:
         raise UsageError(
             f"--image-size must be at least {min_size} for model "
             f"{name!r}, got {image_size}"

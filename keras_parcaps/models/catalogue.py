@@ -1,9 +1,8 @@
 """The model catalogue: every builder by name, with its options' allowed values."""
 
-from keras_parcaps.models import dr, em
+from keras_parcaps.models import dr, em, resnext
 from keras_parcaps.models.em_capsnet import build_em_capsnet
 from keras_parcaps.models.model_spec import ModelSpec
-from keras_parcaps.models.resnext import build_resnext50
 from keras_parcaps.models.sabour import build_sabour_capsnet
 from keras_parcaps.models.stem import BACKBONES, CAPSULE_LAYERS, CAPSULE_SIZES
 
@@ -16,7 +15,7 @@ _CHOICES = {
 }
 
 
-def _paper_network(name, builder, kind, **paper):
+def _paper_network(name, builder, kind, min_size, **paper):
     """A network of the paper: Table 1's options, the paper's choices."""
     limit = paper.pop("max_branches_2_layers", None)
     return ModelSpec(
@@ -33,6 +32,7 @@ def _paper_network(name, builder, kind, **paper):
             **paper,
         },
         max_branches_2_layers=limit,
+        min_size=min_size,
     )
 
 
@@ -43,19 +43,34 @@ CATALOGUE = {
             "parallel_dr",
             dr.build_parallel_dr,
             "dr",
+            lambda options: dr.MIN_SIZE,
             n_branches=12,
             max_branches_2_layers=dr.PRIMARY_LENGTH,
         ),
-        _paper_network("dr", dr.build_dr, "dr", n_mid_caps=2),
+        _paper_network(
+            "dr", dr.build_dr, "dr", lambda options: dr.MIN_SIZE, n_mid_caps=2
+        ),
         _paper_network(
             "parallel_em",
             em.build_parallel_em,
             "em",
+            lambda options: em.min_image_size(options["capsule_layers"]),
             n_branches=10,
             max_branches_2_layers=em.PRIMARY_CAPS,
         ),
-        _paper_network("em", em.build_em, "em", n_mid_caps=2),
-        ModelSpec("resnext50", build_resnext50, "cnn"),
+        _paper_network(
+            "em",
+            em.build_em,
+            "em",
+            lambda options: em.min_image_size(options["capsule_layers"]),
+            n_mid_caps=2,
+        ),
+        ModelSpec(
+            "resnext50",
+            resnext.build_resnext50,
+            "cnn",
+            min_size=lambda options: resnext.MIN_SIZE,
+        ),
         ModelSpec(
             "sabour", build_sabour_capsnet, "dr", defaults={"reconstruction": False}
         ),

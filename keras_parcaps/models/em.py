@@ -25,7 +25,8 @@ PRIMARY_CAPS = 32
 MID_KERNEL = 3
 
 
-def _min_size(capsule_layers):
+def min_image_size(capsule_layers: int) -> int:
+    """The smallest image side the EM networks allow with `capsule_layers`."""
     # The stem and the branch block stride 16 times; with Mid-Caps the grid
     # must hold a 3x3 window, without them a second block strides again.
     if capsule_layers == 2:
@@ -146,7 +147,7 @@ def build_em(
     check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
     check_positive_int("n_mid_caps", n_mid_caps)
     check_choice("backbone", backbone, BACKBONES)
-    input_shape = check_input_shape(input_shape, _min_size(capsule_layers))
+    input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
     if backbone == "paper":
@@ -251,7 +252,7 @@ def build_parallel_em(
             f"Received: n_branches={n_branches}"
         )
     check_choice("backbone", backbone, BACKBONES)
-    input_shape = check_input_shape(input_shape, _min_size(capsule_layers))
+    input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
     features = stem(inputs) if backbone == "paper" else plain_backbone(inputs)

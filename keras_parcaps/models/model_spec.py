@@ -27,6 +27,10 @@ class ModelSpec:
         max_branches_2_layers: With 2 capsule layers the branches divide
             the Primary-Caps: the most branches allowed then (parallel
             networks only).
+        min_size: A function of the builder's options (defaults filled in)
+            giving the smallest image side the network's strides allow;
+            `None` where the catalogue sets no limit. Read it through
+            `min_image_size`.
 
     Example:
 
@@ -38,6 +42,8 @@ class ModelSpec:
         (12, 256)
         >>> "n_branches" in spec.options, "margin" in spec.options
         (True, False)
+        >>> kp.models.get_model_spec("em").min_image_size(capsule_layers=3)
+        33
     """
 
     name: str
@@ -47,6 +53,7 @@ class ModelSpec:
     paper: dict = dataclasses.field(default_factory=dict)
     defaults: dict = dataclasses.field(default_factory=dict)
     max_branches_2_layers: int | None = None
+    min_size: Callable[[dict], int] | None = None
 
     @property
     def options(self) -> dict:
@@ -61,6 +68,19 @@ class ModelSpec:
             if name not in ("input_shape", "num_classes")
             and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
         }
+
+    def min_image_size(self, **options) -> int | None:
+        """The smallest image side the network allows with `options`.
+
+        Args:
+            **options: Builder options; the builder's defaults fill the rest.
+
+        Returns:
+            The side in pixels, or `None` where the catalogue sets no limit.
+        """
+        if self.min_size is None:
+            return None
+        return self.min_size({**self.options, **self.defaults, **options})
 
     @property
     def parallel(self) -> bool:
