@@ -1,5 +1,6 @@
-"""What every benchmark shares: timing a training step, and one measurement per
-subprocess under a time limit.
+"""What every benchmark shares: timing training steps (one model's, or
+competing ones interleaved), the backend's matmul rate, and one measurement
+per subprocess under a time limit.
 
 The scripts import it as a sibling module (`import bench_utils`): run them as
 `python benchmarks/<name>.py`, from anywhere.
@@ -55,6 +56,60 @@ def train_steps(model, x, y, steps: int, warmup: int = 1):
         loss = model.train_on_batch(x, y)
         times.append(time.perf_counter() - start)
     return first, times, loss
+
+
+def matmul_seconds(n: int = 2048, repeats: int = 10) -> float:
+    """The best time of a dense float32 `n x n` matmul on this backend.
+
+    The machine's limit that the layers' rates are compared with: two
+    untimed runs first (kernel selection, allocation), then the best of
+    `repeats`. `2 * n**3` over it is the backend's matmul FLOP/s.
+    """
+    import keras
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), "float32"))
+    b = keras.ops.convert_to_tensor(rng.standard_normal((n, n), "float32"))
+    times = []
+    for _ in range(repeats + 2):
+        start = time.perf_counter()
+        sync(keras.ops.matmul(a, b))
+        times.append(time.perf_counter() - start)
+    return min(times[2:])
+
+
+def matmul_rate(n: int = 2048, repeats: int = 10) -> float:
+    """The backend's dense float32 matmul FLOP/s (see `matmul_seconds`)."""
+    return 2 * n**3 / matmul_seconds(n, repeats)
+
+
+def interleaved(steps: dict, rounds: int, warmup: int = 2) -> dict:
+    """Times competing steps in one process, interleaved.
+
+    Each round runs every step once, in an order rotated by one each round,
+    so that no step always follows another (caches, allocator, turbo).
+
+    Args:
+        steps: Name -> a function running one step.
+        rounds: Timed rounds.
+        warmup: Untimed runs of each step first (tracing, compilation).
+
+    Returns:
+        Name -> the seconds of each timed run.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    names = list(steps)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def emit(result):

@@ -29,9 +29,9 @@ same process.
 """
 
 import argparse
+import functools
 import os
 import statistics
-import time
 from pathlib import Path
 
 import bench_utils
@@ -201,20 +201,6 @@ def _model(name, formulation):
     return model, x, y
 
 
-def matmul_rate(n=2048, repeats=10):
-    import keras
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), "float32"))
-    times = []
-    for _ in range(repeats + 2):
-        start = time.perf_counter()
-        bench_utils.sync(keras.ops.matmul(a, a))
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / min(times[2:])
-
-
 def _step(formulation, model, x, y):
     from keras_parcaps.ops import routing_backend
 
@@ -223,22 +209,11 @@ def _step(formulation, model, x, y):
 
 
 def interleaved(name, formulations, rounds):
-    """Median step seconds per formulation, steps interleaved in one process."""
+    """Step seconds per formulation, steps interleaved in one process."""
     models = {f: _model(name, f) for f in formulations}
-    for f, (model, x, y) in models.items():
-        _step(f, model, x, y)  # warm-up (and tracing)
-        _step(f, model, x, y)
-    times = {f: [] for f in formulations}
-    for r in range(rounds):
-        # Rotate the order so that no formulation always follows another.
-        shift = r % len(formulations)
-        order = formulations[shift:] + formulations[:shift]
-        for f in order:
-            model, x, y = models[f]
-            start = time.perf_counter()
-            _step(f, model, x, y)
-            times[f].append(time.perf_counter() - start)
-    return times
+    return bench_utils.interleaved(
+        {f: functools.partial(_step, f, *models[f]) for f in formulations}, rounds
+    )
 
 
 def memory(name, formulation, steps=3):
@@ -267,7 +242,7 @@ def main():
     import keras
 
     backend = keras.backend.backend()
-    rate = matmul_rate()
+    rate = bench_utils.matmul_rate()
     print(
         f"{backend}: dense 2048x2048 float32 matmul {rate / 1e9:.1f} GFLOP/s; "
         f"load average {os.getloadavg()[0]:.1f} at the start"

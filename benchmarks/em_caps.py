@@ -29,6 +29,7 @@ Usage:
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -136,8 +137,6 @@ def nominal_flops(layer, batch, grid, types, outputs, iterations=3, side=4):
 
 def against_reference(rounds):
     """Runs in one process: ours vs the reference, interleaved."""
-    import time
-
     import keras
     import numpy as np
 
@@ -166,14 +165,7 @@ def against_reference(rounds):
         pass
 
     rng = np.random.default_rng(0)
-    n = 2048
-    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), "float32"))
-    times = []
-    for _ in range(12):
-        start = time.perf_counter()
-        bench_utils.sync(keras.ops.matmul(a, a))
-        times.append(time.perf_counter() - start)
-    rate = 2 * n**3 / min(times[2:])
+    rate = bench_utils.matmul_rate()
     backend = keras.backend.backend()
     print(
         f"{backend}: 2048x2048 float32 matmul {rate / 1e9:.1f} GFLOP/s; "
@@ -214,16 +206,11 @@ def against_reference(rounds):
             keras.ops.convert_to_numpy(ours(x)) - keras.ops.convert_to_numpy(ref(x))
         ).max()
         y = np.zeros((batch, *ours.output.shape[1:]), "float32")
-        for model in models.values():
-            model.train_on_batch(x, y)
-            model.train_on_batch(x, y)
-        steps = {f: [] for f in models}
+        steps = bench_utils.interleaved(
+            {f: functools.partial(m.train_on_batch, x, y) for f, m in models.items()},
+            rounds,
+        )
         order = list(models)
-        for r in range(rounds):
-            for f in order[r % 2 :] + order[: r % 2]:
-                start = time.perf_counter()
-                models[f].train_on_batch(x, y)
-                steps[f].append(time.perf_counter() - start)
         flops = nominal_flops(layer, batch, grid, types, outputs)
         for f in order:
             median = statistics.median(steps[f])

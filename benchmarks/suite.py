@@ -39,11 +39,10 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bench_utils
-from bench_utils import ROOT, rss_mib, sync
+from bench_utils import ROOT, rss_mib
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -311,24 +310,16 @@ def _ram_mib():
 def probe(n, repeats):
     """Best dense float32 matmul FLOP/s of this backend, in the subprocess."""
     import keras
-    import numpy as np
 
-    rng = np.random.default_rng(0)
-    a = keras.ops.convert_to_tensor(rng.standard_normal((n, n), "float32"))
-    b = keras.ops.convert_to_tensor(rng.standard_normal((n, n), "float32"))
-    times = []
-    for _ in range(repeats + 2):  # two warm-ups: kernel selection, allocation
-        start = time.perf_counter()
-        sync(keras.ops.matmul(a, b))
-        times.append(time.perf_counter() - start)
+    best = bench_utils.matmul_seconds(n, repeats)
     device = _device()
     backend = keras.backend.backend()
     module = __import__(backend)
     return {
         "versions": f"Keras {keras.__version__}, {backend} {module.__version__}",
         "n": n,
-        "best_s": min(times[2:]),
-        "flops_per_s": 2 * n**3 / min(times[2:]),
+        "best_s": best,
+        "flops_per_s": 2 * n**3 / best,
         "device": device[0] if device else None,
         "memory_mib": device[1] if device else _ram_mib(),
     }
