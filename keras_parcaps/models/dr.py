@@ -183,9 +183,10 @@ def build_dr(
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
     """
-    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(
+        num_classes, capsule_size, capsule_layers, routing_iterations, backbone
+    )
     check_positive_int("n_mid_caps", n_mid_caps)
-    check_choice("backbone", backbone, BACKBONES)
     input_shape = check_input_shape(input_shape, MIN_SIZE)
     inputs = keras.Input(input_shape, name="image")
     if backbone == "paper":
@@ -274,9 +275,10 @@ def build_parallel_dr(
     Reference:
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
     """
-    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(
+        num_classes, capsule_size, capsule_layers, routing_iterations, backbone
+    )
     check_positive_int("n_branches", n_branches)
-    check_choice("backbone", backbone, BACKBONES)
     input_shape = check_input_shape(input_shape, MIN_SIZE)
     if capsule_layers == 2 and n_branches > PRIMARY_LENGTH:
         raise ValueError(

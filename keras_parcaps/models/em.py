@@ -3,14 +3,13 @@
 import keras
 from keras import ops
 
-from keras_parcaps._checks import check_choice, check_positive_int
+from keras_parcaps._checks import check_positive_int
 from keras_parcaps.layers.em_class_caps import EMClassCaps
 from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.models.stem import (
-    BACKBONES,
     STEM_STRIDE,
     block,
     check_capsule_options,
@@ -144,9 +143,10 @@ def build_em(
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
     """
-    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(
+        num_classes, capsule_size, capsule_layers, routing_iterations, backbone
+    )
     check_positive_int("n_mid_caps", n_mid_caps)
-    check_choice("backbone", backbone, BACKBONES)
     input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
@@ -243,7 +243,9 @@ def build_parallel_em(
         - [Vigueras-Guillen et al., 2021](https://arxiv.org/abs/2108.02644)
         - [Hinton et al., 2018](https://openreview.net/forum?id=HJWLfGWRb)
     """
-    check_capsule_options(num_classes, capsule_size, capsule_layers, routing_iterations)
+    check_capsule_options(
+        num_classes, capsule_size, capsule_layers, routing_iterations, backbone
+    )
     check_positive_int("n_branches", n_branches)
     if capsule_layers == 2 and n_branches > PRIMARY_CAPS:
         raise ValueError(
@@ -251,7 +253,6 @@ def build_parallel_em(
             "(the Primary-Caps are divided among branches). "
             f"Received: n_branches={n_branches}"
         )
-    check_choice("backbone", backbone, BACKBONES)
     input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")

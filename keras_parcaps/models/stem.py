@@ -32,13 +32,14 @@ CAPSULE_LAYERS = (2, 3, 4)
 
 
 def check_capsule_options(
-    num_classes, capsule_size, capsule_layers, routing_iterations
+    num_classes, capsule_size, capsule_layers, routing_iterations, backbone
 ) -> None:
     """Raises unless the options are ones the paper's networks take."""
     check_positive_int("num_classes", num_classes)
     check_choice("capsule_size", capsule_size, CAPSULE_SIZES)
     check_choice("capsule_layers", capsule_layers, CAPSULE_LAYERS)
     check_positive_int("routing_iterations", routing_iterations)
+    check_choice("backbone", backbone, BACKBONES)
 
 
 def check_input_shape(input_shape, min_size: int) -> tuple:

@@ -199,42 +199,40 @@ def search_branches(
     directory = Path(directory)
     input_shape = tuple(train_data.images([0]).shape[1:])
     with data_parallel() if distribute else contextlib.nullcontext() as devices:
-        return _search(
-            train_data,
-            val_data,
-            directory,
-            kinds,
-            tuner,
-            max_trials,
-            epochs,
-            steps_per_epoch,
-            augment,
-            seed,
-            verbose,
-            tuner_options,
-            input_shape,
-            devices,
-            space,
+        fit, images_per_class = _fit_arguments(train_data, val_data, devices)
+        batches = OnePerClassBatches(
+            train_data, steps_per_epoch, augment, seed, images_per_class
         )
+        tuners = {}
+        for kind in kinds:
+            hypermodel = ParallelCapsHyperModel(
+                kind, input_shape, train_data.num_classes, **space
+            )
+            project = kind if hypermodel.parallel else f"{kind}_nonparallel"
+            tuners[kind] = make_tuner(
+                hypermodel,
+                directory,
+                project,
+                tuner=tuner,
+                max_trials=max_trials,
+                max_epochs=epochs,
+                seed=seed,
+                **(tuner_options or {}),
+            )
+            tuners[kind].search(batches, epochs=epochs, verbose=verbose, **fit)
+    if is_worker():
+        return {"tuners": tuners}
+    rows = trials_table(list(tuners.values()))
+    return {
+        "tuners": tuners,
+        "rows": rows,
+        "csv": write_trials_csv(rows, directory / "trials.csv"),
+        "plot": plot_branch_search(rows, directory / "branches.png"),
+    }
 
 
-def _search(
-    train_data,
-    val_data,
-    directory,
-    kinds,
-    tuner,
-    max_trials,
-    epochs,
-    steps_per_epoch,
-    augment,
-    seed,
-    verbose,
-    tuner_options,
-    input_shape,
-    devices,
-    space,
-):
+def _fit_arguments(train_data, val_data, devices):
+    """`fit`'s validation arguments and the images per class of a batch."""
     fit = {"shuffle": False}  # the batches are shuffled (see `kp.training.train`)
     if devices is None:
         images_per_class = 1
@@ -247,32 +245,4 @@ def _search(
             train_data.num_classes, replica_count(devices)
         )
         fit["callbacks"] = [ShardedValidation(val_data)]
-    batches = OnePerClassBatches(
-        train_data, steps_per_epoch, augment, seed, images_per_class
-    )
-    tuners = {}
-    for kind in kinds:
-        hypermodel = ParallelCapsHyperModel(
-            kind, input_shape, train_data.num_classes, **space
-        )
-        project = kind if hypermodel.parallel else f"{kind}_nonparallel"
-        tuners[kind] = make_tuner(
-            hypermodel,
-            directory,
-            project,
-            tuner=tuner,
-            max_trials=max_trials,
-            max_epochs=epochs,
-            seed=seed,
-            **(tuner_options or {}),
-        )
-        tuners[kind].search(batches, epochs=epochs, verbose=verbose, **fit)
-    if is_worker():
-        return {"tuners": tuners}
-    rows = trials_table(list(tuners.values()))
-    return {
-        "tuners": tuners,
-        "rows": rows,
-        "csv": write_trials_csv(rows, directory / "trials.csv"),
-        "plot": plot_branch_search(rows, directory / "branches.png"),
-    }
+    return fit, images_per_class
