@@ -272,6 +272,7 @@ def summarize(out, results):
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 5))
+    colors = plt.get_cmap("tab20")  # more networks than the default cycle's 10
     for key in MODELS:
         runs = [r for r in results if r["model"] == key]
         for i, r in enumerate(runs):
@@ -279,7 +280,7 @@ def summarize(out, results):
             axis.plot(
                 steps,
                 acc,
-                color=f"C{list(MODELS).index(key)}",
+                color=colors(list(MODELS).index(key)),
                 label=r["label"] if i == 0 else None,
                 linewidth=1,
             )
