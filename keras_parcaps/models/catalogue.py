@@ -15,6 +15,15 @@ _CHOICES = {
 }
 
 
+def _dr_min_size(options):
+    return dr.MIN_SIZE
+
+
+def _em_min_size(options):
+    # The EM strides leave a smaller grid with fewer capsule layers.
+    return em.min_image_size(options["capsule_layers"])
+
+
 def _paper_network(name, builder, kind, min_size, **paper):
     """A network of the paper: Table 1's options, the paper's choices."""
     limit = paper.pop("max_branches_2_layers", None)
@@ -43,28 +52,20 @@ CATALOGUE = {
             "parallel_dr",
             dr.build_parallel_dr,
             "dr",
-            lambda options: dr.MIN_SIZE,
+            _dr_min_size,
             n_branches=12,
             max_branches_2_layers=dr.PRIMARY_LENGTH,
         ),
-        _paper_network(
-            "dr", dr.build_dr, "dr", lambda options: dr.MIN_SIZE, n_mid_caps=2
-        ),
+        _paper_network("dr", dr.build_dr, "dr", _dr_min_size, n_mid_caps=2),
         _paper_network(
             "parallel_em",
             em.build_parallel_em,
             "em",
-            lambda options: em.min_image_size(options["capsule_layers"]),
+            _em_min_size,
             n_branches=10,
             max_branches_2_layers=em.PRIMARY_CAPS,
         ),
-        _paper_network(
-            "em",
-            em.build_em,
-            "em",
-            lambda options: em.min_image_size(options["capsule_layers"]),
-            n_mid_caps=2,
-        ),
+        _paper_network("em", em.build_em, "em", _em_min_size, n_mid_caps=2),
         ModelSpec(
             "resnext50",
             resnext.build_resnext50,
