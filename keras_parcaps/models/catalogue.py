@@ -24,6 +24,10 @@ def _em_min_size(options):
     return em.min_image_size(options["capsule_layers"])
 
 
+def _cnn_min_size(options):
+    return resnext.MIN_SIZE
+
+
 def _paper_network(name, builder, kind, min_size, **paper):
     """A network of the paper: Table 1's options, the paper's choices."""
     limit = paper.pop("max_branches_2_layers", None)
@@ -66,12 +70,7 @@ CATALOGUE = {
             max_branches_2_layers=em.PRIMARY_CAPS,
         ),
         _paper_network("em", em.build_em, "em", _em_min_size, n_mid_caps=2),
-        ModelSpec(
-            "resnext50",
-            resnext.build_resnext50,
-            "cnn",
-            min_size=lambda options: resnext.MIN_SIZE,
-        ),
+        ModelSpec("resnext50", resnext.build_resnext50, "cnn", min_size=_cnn_min_size),
         ModelSpec(
             "sabour", build_sabour_capsnet, "dr", defaults={"reconstruction": False}
         ),
