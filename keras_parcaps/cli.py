@@ -32,7 +32,9 @@ DEMO_DEFAULTS = {
     # (docs/concepts.md, "The stem, not the capsules").
     "backbone": "plain",
 }
-# The demo's defaults that are builder options: flag -> option.
+# The demo's defaults that are builder options: DEMO_DEFAULTS key -> option.
+# A key with a flag (--branches) yields to it; `backbone` has none and
+# yields to --model-option only.
 _DEMO_OPTIONS = {
     "branches": "n_branches",
     "capsule_layers": "capsule_layers",

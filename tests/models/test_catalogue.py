@@ -4,16 +4,15 @@ import keras_parcaps as kp
 from keras_parcaps.cli import main
 from tests.markers import once
 
-LIMITED = [
-    (name, layers)
-    for name in kp.models.model_names()
-    if kp.models.get_model_spec(name).min_size is not None
-    for layers in (
-        (2, 3)
-        if "capsule_layers" in kp.models.get_model_spec(name).options
-        else (None,)
-    )
-]
+
+def _limited_networks():
+    """(name, capsule_layers) for every network with a size limit."""
+    for name in kp.models.model_names():
+        spec = kp.models.get_model_spec(name)
+        if spec.min_size is None:
+            continue
+        layers = (2, 3) if "capsule_layers" in spec.options else (None,)
+        yield from ((name, n) for n in layers)
 
 
 def _options(layers):
@@ -21,7 +20,7 @@ def _options(layers):
 
 
 @once("the catalogue's arithmetic, the same on every backend")
-@pytest.mark.parametrize("name, layers", LIMITED)
+@pytest.mark.parametrize("name, layers", list(_limited_networks()))
 def test_min_image_size_is_the_builders_own_limit(name, layers):
     spec = kp.models.get_model_spec(name)
     size = spec.min_image_size(**_options(layers))
