@@ -22,7 +22,6 @@ import keras
 import numpy as np
 
 import keras_parcaps as kp
-from keras_parcaps.cli import load_data
 
 
 def main():
@@ -43,7 +42,7 @@ def main():
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
-    data = load_data(args.data, args.image_size)
+    data = kp.data.load(args.data, args.image_size)
     folds = kp.data.stratified_folds(data.labels, n_folds=5)
     train_idx, val_idx = kp.data.fold_split(folds, 0)
     saved = Path(args.out) / "model.keras"
@@ -87,7 +86,7 @@ def main():
 def pose_grid(args, figures, size=32, code="EOS"):
     """Sabour's CapsNet with its decoder on the same cells, then Fig. 4."""
     keras.utils.set_random_seed(0)
-    data = load_data(args.data, size)
+    data = kp.data.load(args.data, size)
     folds = kp.data.stratified_folds(data.labels, n_folds=5)
     train_idx, val_idx = kp.data.fold_split(folds, 0)
     out = Path(args.out) / "sabour"

@@ -4,11 +4,10 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from keras_parcaps.cli import DEMO_DEFAULTS, _builder, build_parser, load_data, main
+from keras_parcaps.cli import DEMO_DEFAULTS, build_parser, main
+from keras_parcaps.cli.options import model_builder
 from tests.markers import once
 
 TINY = [
@@ -127,16 +126,6 @@ def test_cross_validate_and_small_data(tmp_path, capsys):
     assert "Small data, x=10" in capsys.readouterr().out
 
 
-def test_data_sources(tmp_path):
-    for code in ("a", "b"):
-        (tmp_path / code).mkdir()
-        Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(tmp_path / code / "x.png")
-    data = load_data(str(tmp_path), 8)
-    assert data.class_names == ["a", "b"] and data.images().shape[1:] == (8, 8, 3)
-    synthetic = load_data(None, 16)
-    assert synthetic.class_names[0] == "NGS"
-
-
 def test_bad_input_messages(tmp_path, capsys):
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
@@ -166,7 +155,7 @@ def test_bad_input_messages(tmp_path, capsys):
     ],
 )
 def test_the_demos_defaults_reach_its_model_only(argv, options):
-    assert _builder(build_parser().parse_args(argv)).options == options
+    assert model_builder(build_parser().parse_args(argv)).options == options
 
 
 @once("the installed console script, in a fresh interpreter")
