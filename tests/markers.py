@@ -8,6 +8,24 @@ import pytest
 ONCE_BACKEND = "torch"
 
 
+def on_backend(backend: str, reason: str):
+    """Runs a test under `backend` only.
+
+    For the learning tests (a network trained for hundreds of steps on real
+    or synthetic images): one backend, the cheapest for that network on a
+    CPU, carries the claim, and tests/layers and tests/models check on every
+    backend that the same layers compute the same function.
+
+    Args:
+        backend: The backend that runs the test.
+        reason: Why that backend.
+    """
+    return pytest.mark.skipif(
+        keras.backend.backend() != backend,
+        reason=f"run on {backend} only: {reason}",
+    )
+
+
 def once(reason: str):
     """Runs a test under `ONCE_BACKEND` only.
 
@@ -19,10 +37,7 @@ def once(reason: str):
     Args:
         reason: Why the test's subject does not depend on the backend.
     """
-    return pytest.mark.skipif(
-        keras.backend.backend() != ONCE_BACKEND,
-        reason=f"backend-neutral, run on {ONCE_BACKEND} only: {reason}",
-    )
+    return on_backend(ONCE_BACKEND, f"backend-neutral: {reason}")
 
 
 def builder_configs(configs):

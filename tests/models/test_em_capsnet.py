@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 import keras_parcaps as kp
+from tests.markers import on_backend
 
 
 def test_default_network():
@@ -76,11 +77,7 @@ def _digits(size):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    keras.backend.backend() != "jax",
-    reason="real-data training runs on JAX only: its fused EM routing trains "
-    "this network about 10x faster per step than PyTorch on CPU",
-)
+@on_backend("jax", "its compiled EM routing trains this network fastest")
 def test_learns_digits():
     """scikit-learn's digits, upsampled to 20x20: >= 90% test accuracy."""
     start = time.time()

@@ -35,7 +35,6 @@ plain CNN (docs/concepts.md, "The stem, not the capsules"); 0.779 in its
 first run here, against 0.662 for the paper's network.
 """
 
-import keras
 import numpy as np
 import pytest
 
@@ -48,14 +47,12 @@ from keras_parcaps.data import (
     to_model_input,
 )
 from tests.data.shared_data import shared_data
+from tests.markers import on_backend
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.user_grouped_convolution,
-    pytest.mark.skipif(
-        keras.backend.backend() != "torch",
-        reason="trained on PyTorch only (see module docstring)",
-    ),
+    on_backend("torch", "fastest there (see module docstring)"),
 ]
 
 SIZE = 32

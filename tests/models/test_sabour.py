@@ -7,6 +7,7 @@ from sklearn.model_selection import train_test_split
 
 from keras_parcaps.models import SabourCapsNet, build_sabour_capsnet
 from keras_parcaps.training import averaged_weights
+from tests.markers import on_backend
 
 
 def test_parameter_counts_match_the_paper():
@@ -75,11 +76,7 @@ def _digits_28x28():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="real-data training runs on one backend: TensorFlow, the fastest "
-    "for this conv-heavy net on CPU (about 1 min per epoch on 2 cores)",
-)
+@on_backend("tensorflow", "real-data training; with PyTorch the fastest here")
 def test_learns_sklearn_digits():
     """Sabour's CapsNet reaches >= 95% on scikit-learn's real digits in 4 epochs."""
     keras.utils.set_random_seed(0)

@@ -52,6 +52,10 @@ def _search(tuner):
     tuner.search(x, y, validation_data=(x, y), epochs=1, batch_size=6, verbose=0)
 
 
+@once(
+    "KerasTuner's resume and best-trial protocol; the hypermodel's models "
+    "train on every backend in test_hypermodel.py"
+)
 def test_search_resumes_and_the_best_trial_rebuilds(tmp_path):
     first = make_tuner(_hypermodel(), tmp_path, "dr", max_trials=1, seed=3)
     _search(first)
