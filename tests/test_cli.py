@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from keras_parcaps.cli import DEMO_DEFAULTS, build_parser, main
+from keras_parcaps.cli.commands import COMMANDS
 from keras_parcaps.cli.options import model_builder
 from tests.markers import once
 
@@ -173,3 +174,9 @@ def test_demo_defaults_and_console_script():
     assert result.returncode == 0
     for sub in ("demo", "train", "evaluate", "cross-validate", "small-data"):
         assert sub in result.stdout
+
+
+def test_every_command_has_a_function():
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if action.dest == "command")
+    assert sorted(subparsers.choices) == sorted(COMMANDS)
