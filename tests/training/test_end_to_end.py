@@ -1,7 +1,9 @@
 """End to end on real cells: a short parallel DR-CapsNet run on BCCD crops.
 
-Runs on PyTorch only: the whole test took 69 s there against 174 s on
-TensorFlow (measured side by side, one thread each, 2026-12-01); the other
+Runs on PyTorch only, the cheapest backend for it here (2026-12-01, one
+thread): 130 s under the tests' settings (oneDNN off, tests/conftest.py),
+against 174-207 s on TensorFlow with another job on the second core; the
+same run side by side with TensorFlow's took 69 s with oneDNN on. The other
 backends are covered by the fast tests of the same code.
 """
 
