@@ -99,6 +99,7 @@ def check_args(args) -> None:
 
 
 def train_options(args, builder):
+    """The training arguments of `train_and_evaluate` and the experiments."""
     if args.images_per_class is not None and args.batch_size is not None:
         raise UsageError(
             "--images-per-class sets the balanced batches that --batch-size "
@@ -215,6 +216,7 @@ def _source_name(source):
 
 
 def _fingerprint(args, builder) -> dict:
+    """What makes two runs of the command line the same run (see `RunFolder`)."""
     return {
         "data": _source_name(args.data),
         "labels": args.labels,
