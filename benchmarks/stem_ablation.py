@@ -1,11 +1,11 @@
 """Which part of the paper's stem holds its DR networks back on small images?
 
 Builds the 3-layer parallel DR network (`build_parallel_dr`, 4 branches) with
-one part of the paper's CNN changed, trains it the way a user would (plain
-`fit` on one image per class with flips and rotations, folds 1-4 of 5 held
-in, the builder's compile), and prints one JSON line: held-out Acc every
-`--eval-every` iterations (averaged weights, as `predict` after `fit` sees
-them), then Acc, WAcc and Agr of plain `predict`. The table of
+one part of the paper's CNN changed, then trains and scores it exactly as
+`benchmarks/model_comparison.py` does (`run_one`: plain `fit` on one image
+per class, held-out Acc every `--eval-every` iterations, Acc, WAcc and Agr of
+plain `predict`), for `--iterations` iterations; the result is printed as
+one JSON line and written under `--out/<variant>`. The table of
 docs/concepts.md ("The stem, not the capsules") comes from these runs.
 
 Variants (each patches `keras_parcaps.models.stem` and the builder's branch
@@ -24,15 +24,15 @@ block for this process only):
         --variant pool_first_wide --fold 1
 
 The data is the shared `pbc_matek_dev` (`$PARCAPS_DATA`) unless `--data`
-names another class-folder dataset.
+names another (see `model_comparison.py`).
 """
 
 import argparse
-import json
-import time
+import math
+from pathlib import Path
 
 import keras
-import numpy as np
+import model_comparison
 
 import keras_parcaps as kp
 from keras_parcaps.models import dr, stem
@@ -54,9 +54,7 @@ def _pooled_stem(inputs):
 
 
 def apply_variant(variant):
-    """Patches the stem and the branch block; returns the builder's options."""
-    if variant == "plain":
-        return {"backbone": "plain"}
+    """Patches the stem and the branch block (`plain` is a builder option)."""
     if variant == "k3":
         stem.BLOCK_KERNEL = 3
     if variant in ("wide", "pool_first_wide"):
@@ -68,13 +66,12 @@ def apply_variant(variant):
         stem.block = dr.block = wide_block
     if variant in ("pool_first", "pool_first_wide"):
         dr.stem = _pooled_stem
-    return {}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=VARIANTS, required=True)
-    parser.add_argument("--data", default="pbc_matek_dev")
+    parser.add_argument("--data", default=None)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=250)
@@ -82,55 +79,14 @@ def main():
     parser.add_argument(
         "--seed", type=int, default=None, help="weight seed (default: --fold)"
     )
+    parser.add_argument("--out", default="runs/stem_ablation")
     args = parser.parse_args()
-    options = apply_variant(args.variant)
-
-    data = kp.data.load(args.data, args.image_size).preload()
-    folds = kp.data.stratified_folds(data.labels, 5, seed=0)
-    train_idx, test_idx = kp.data.fold_split(folds, args.fold)
-    train, test = data.subset(train_idx), data.subset(test_idx)
-    keras.utils.set_random_seed(args.fold if args.seed is None else args.seed)
-    model = kp.models.build_parallel_dr(
-        input_shape=(args.image_size, args.image_size, 3),
-        num_classes=data.num_classes,
-        n_branches=4,
-        capsule_layers=3,
-        **options,
-    )
-    test_images = kp.data.to_model_input(test.images())
-    curve = []
-
-    class HeldOutAcc(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            with kp.training.averaged_weights(self.model):
-                scores = self.model.predict(test_images, batch_size=64, verbose=0)
-            curve.append(round(float(np.mean(scores.argmax(-1) == test.labels)), 3))
-
-    start = time.time()
-    model.fit(
-        kp.data.OnePerClassBatches(
-            train, steps_per_epoch=args.eval_every, seed=args.fold
-        ),
-        epochs=args.iterations // args.eval_every,
-        callbacks=[HeldOutAcc()],
-        verbose=0,
-    )
-    report = kp.evaluation.evaluate_model(model, test, batch_size=64)
-    print(
-        json.dumps(
-            {
-                "variant": args.variant,
-                "fold": args.fold,
-                "seed": args.fold if args.seed is None else args.seed,
-                "parameters": model.count_params(),
-                "acc": report["acc"],
-                "wacc": report["wacc"],
-                "agr": report["agr"],
-                "curve": curve,
-                "seconds": round(time.time() - start),
-            }
-        )
-    )
+    apply_variant(args.variant)
+    args.model = "pdr_3l_4b_plain" if args.variant == "plain" else "pdr_3l_4b"
+    args.out = Path(args.out) / args.variant
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.budget, args.images_per_class = math.inf, 1
+    model_comparison.run_one(args)
 
 
 if __name__ == "__main__":
