@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-import keras
 import pytest
+
+from tests.markers import on_backend
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.py"
 # The suite imports its sibling `bench_utils`, as it does when run as a script.
@@ -20,9 +21,8 @@ spec.loader.exec_module(suite)
 # the torch backend in this process; the suite's own subprocesses pick their
 # backend explicitly, so running it under every backend would repeat the same
 # measurement three times.
-torch_only = pytest.mark.skipif(
-    keras.backend.backend() != "torch",
-    reason="counts FLOPs in-process with torch; backend-independent otherwise",
+torch_only = on_backend(
+    "torch", "counts FLOPs in-process with torch; backend-independent otherwise"
 )
 
 

@@ -14,6 +14,7 @@ from keras_parcaps.training.distribution_backend import (
     list_devices,
     replica_batch_multiple,
 )
+from tests.markers import on_backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BACKEND = keras.backend.backend()
@@ -63,7 +64,7 @@ def test_data_parallel_step_equals_single_device_step():
     assert out["max_diff"] < 1e-5
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch only")
+@on_backend("torch", "torchrun's one device per process")
 def test_torch_sends_several_devices_to_torchrun():
     with pytest.raises(NotImplementedError, match="one device per process.*torchrun"):
         with data_parallel(["cpu:0", "cpu:1"]):
@@ -162,9 +163,9 @@ def test_cli_distribute_splits_batches_evenly(tmp_path):
     assert json.loads((out / "report.json").read_text())["n"] == 3
 
 
-@pytest.mark.skipif(
-    BACKEND != "tensorflow",
-    reason="tf.distribute.MirroredStrategy is the TensorFlow backend's engine "
+@on_backend(
+    "tensorflow",
+    "tf.distribute.MirroredStrategy is the TensorFlow backend's engine "
     "(JAX's DataParallel is tested above; torch has none in Keras 3)",
 )
 def test_mirrored_strategy_trains_parallel_dr():
