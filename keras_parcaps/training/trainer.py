@@ -386,37 +386,15 @@ def train(
     """
     check_positive_int("epochs", epochs)
     check_positive_int("steps_per_epoch", steps_per_epoch)
-    if isinstance(learning_rate, bool) or not (
-        isinstance(learning_rate, (int, float))
-        and math.isfinite(learning_rate)
-        and learning_rate > 0
-    ):
-        raise ValueError(
-            "`learning_rate` must be a positive finite number. "
-            f"Received: learning_rate={learning_rate!r}"
-        )
-    count = distribution_backend.process_count()
-    chief = distribution_backend.is_chief()
-    distributed = distribution_backend.in_data_parallel()
-    batches = _training_batches(
-        train_data,
-        steps_per_epoch,
-        batch_size,
-        augment,
-        seed,
-        images_per_class,
-        num_shards=count,
-        shard_index=distribution_backend.process_index(),
+    _check_learning_rate(learning_rate)
+    schedule = dict(
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        augment=augment,
+        seed=seed,
+        images_per_class=images_per_class,
     )
-    # The whole global batches, for BatchNormalization recalibration.
-    full_batches = batches
-    if count > 1:
-        full_batches = _training_batches(
-            train_data, steps_per_epoch, batch_size, augment, seed, images_per_class
-        )
-    validation = None
-    if val_data is not None and not distributed:
-        validation = ShuffledBatches(val_data, 32, shuffle=False)
+    batches, full_batches = _process_batches(train_data, **schedule)
     fingerprint = {
         **_fingerprint(
             model,
@@ -431,19 +409,9 @@ def train(
         **(fingerprint or {}),
     }
     run = RunFolder(out_dir)
-    # Every process runs the same saving code: on JAX, saving distributed
-    # variables takes part in collectives (a save on the chief alone left
-    # the processes' collectives out of step: gloo "collective mismatch").
-    # The chief saves into `out_dir`, the others into a scratch folder that
-    # is deleted at the end.
-    files = run
-    if not chief:
+    files = _process_files(run)
+    if not distribution_backend.is_chief():
         verbose = 0
-        files = RunFolder(
-            tempfile.mkdtemp(
-                prefix=f"parcaps_process{distribution_backend.process_index()}_"
-            )
-        )
     # The chief alone locks the folder and writes into it; `on_chief` tells
     # the others whether it could.
     distribution_backend.on_chief(run.lock)
@@ -454,7 +422,7 @@ def train(
                 overwrite,
                 epochs=epochs,
                 val_images=None if val_data is None else len(val_data),
-                processes=count,
+                processes=distribution_backend.process_count(),
             )
         )
         if recompile:
@@ -465,38 +433,17 @@ def train(
             if distribution_backend.check_same("the finished run loaded", finished):
                 return keras.callbacks.History()
         initial_epoch = _resume(model, run, verbose)
-        extra = list(callbacks or [])
-        if recalibrate_bn and validation is not None:
-            extra.insert(0, _PreciseBatchNorm(batches))
-        sharded_validation = None
-        if val_data is not None and distributed:
-            sharded_validation = ShardedValidation(
-                val_data, full_batches if recalibrate_bn else None
-            )
-        fit_data = distribution_backend.fit_input(batches, initial_epoch)
-        with distribution_backend.distributed_fit(model, batches):
-            history = model.fit(
-                fit_data,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                # A `PyDataset` knows its length; a stream (TensorFlow, several
-                # workers) does not.
-                steps_per_epoch=None if fit_data is batches else len(batches),
-                # The batches are shuffled already (a function of seed, epoch
-                # and index); Keras would also shuffle their order with its own
-                # random state, so a resumed run would draw another order than
-                # an uninterrupted one.
-                shuffle=False,
-                validation_data=validation,
-                callbacks=training_callbacks(
-                    model,
-                    batches,
-                    files,
-                    extra,
-                    validation=sharded_validation,
-                ),
-                verbose=verbose,
-            )
+        history = _fit(
+            model,
+            batches,
+            full_batches if recalibrate_bn else None,
+            val_data,
+            files,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
         if recalibrate_bn:
             local = distribution_backend.local_model(model)
             recalibrate_batch_norm(local, full_batches)
@@ -505,7 +452,7 @@ def train(
         saving.save_model(
             model, files.model_path, train_data.class_names, train_data.image_size
         )
-        if chief:
+        if distribution_backend.is_chief():
             run.finish(epochs)
         # Every process returns once `model.keras` is written.
         distribution_backend.barrier()
@@ -514,3 +461,97 @@ def train(
         if files is not run:
             shutil.rmtree(files.path, ignore_errors=True)
     return history
+
+
+def _check_learning_rate(learning_rate):
+    if isinstance(learning_rate, bool) or not (
+        isinstance(learning_rate, (int, float))
+        and math.isfinite(learning_rate)
+        and learning_rate > 0
+    ):
+        raise ValueError(
+            "`learning_rate` must be a positive finite number. "
+            f"Received: learning_rate={learning_rate!r}"
+        )
+
+
+def _process_batches(data, **schedule):
+    """This process's shard of every global batch, and the global batches.
+
+    The global batches are for BatchNormalization recalibration; with one
+    process they are the same sequence.
+    """
+    count = distribution_backend.process_count()
+    batches = _training_batches(
+        data,
+        **schedule,
+        num_shards=count,
+        shard_index=distribution_backend.process_index(),
+    )
+    return batches, batches if count == 1 else _training_batches(data, **schedule)
+
+
+def _process_files(run):
+    """The folder this process writes into: `run` on the chief, else scratch.
+
+    Every process runs the same saving code: on JAX, saving distributed
+    variables takes part in collectives (a save on the chief alone left the
+    processes' collectives out of step: gloo "collective mismatch"). The
+    others save into a scratch folder that `train` deletes at the end.
+    """
+    if distribution_backend.is_chief():
+        return run
+    return RunFolder(
+        tempfile.mkdtemp(
+            prefix=f"parcaps_process{distribution_backend.process_index()}_"
+        )
+    )
+
+
+def _fit(
+    model,
+    batches,
+    recalibration_batches,
+    val_data,
+    files,
+    epochs,
+    initial_epoch,
+    callbacks,
+    verbose,
+):
+    """`model.fit` from `initial_epoch`, with the run's callbacks and validation.
+
+    Validation runs through `fit` in one process, through
+    `ShardedValidation` (every replica scoring its share) under
+    data parallelism. `recalibration_batches`, when given, recalibrate
+    BatchNormalization before every validation.
+    """
+    distributed = distribution_backend.in_data_parallel()
+    extra = list(callbacks or [])
+    validation = sharded_validation = None
+    if val_data is not None and not distributed:
+        validation = ShuffledBatches(val_data, 32, shuffle=False)
+        if recalibration_batches is not None:
+            extra.insert(0, _PreciseBatchNorm(batches))
+    if val_data is not None and distributed:
+        sharded_validation = ShardedValidation(val_data, recalibration_batches)
+    fit_data = distribution_backend.fit_input(batches, initial_epoch)
+    with distribution_backend.distributed_fit(model, batches):
+        return model.fit(
+            fit_data,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            # A `PyDataset` knows its length; a stream (TensorFlow, several
+            # workers) does not.
+            steps_per_epoch=None if fit_data is batches else len(batches),
+            # The batches are shuffled already (a function of seed, epoch and
+            # index); Keras would also shuffle their order with its own random
+            # state, so a resumed run would draw another order than an
+            # uninterrupted one.
+            shuffle=False,
+            validation_data=validation,
+            callbacks=training_callbacks(
+                model, batches, files, extra, validation=sharded_validation
+            ),
+            verbose=verbose,
+        )
