@@ -92,13 +92,17 @@ def _torch_without_onednn():
 def pytest_configure(config):
     _torch_without_onednn()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _fast_jax_random_compilation()
     if keras.backend.backend() == "jax":
-        _fast_jax_random_compilation()
         _share_jax_compilations(config)
 
 
 def _fast_jax_random_compilation():
     """Non-partitionable threefry, in this process and its subprocesses.
+
+    Set in the environment under every backend: under TensorFlow the
+    portability test loads the saved models in a JAX subprocess (183 s
+    with JAX's default, 67 s without; measured alone on this 2-core machine).
 
     With JAX 0.10's default (`jax_threefry_partitionable=True`), XLA on a
     CPU took 0.1-85 s to compile one `jax.random.uniform` of a small weight
@@ -107,9 +111,11 @@ def _fast_jax_random_compilation():
     the tests' models was most of the JAX suite's time. Only the random
     streams change (docs/getting-started.md).
     """
+    os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
+    if keras.backend.backend() != "jax":
+        return
     import jax
 
-    os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
     jax.config.update(
         "jax_threefry_partitionable",
         os.environ["JAX_THREEFRY_PARTITIONABLE"].lower() in ("1", "true"),
