@@ -1,10 +1,10 @@
 """End to end on real cells: a short parallel DR-CapsNet run on BCCD crops.
 
 Runs on PyTorch only, the cheapest backend for it here (2026-12-01, one
-thread): 130 s under the tests' settings (oneDNN off, tests/conftest.py),
-against 174-207 s on TensorFlow with another job on the second core; the
-same run side by side with TensorFlow's took 69 s with oneDNN on. The other
-backends are covered by the fast tests of the same code.
+thread, another job on the second core): 91 s with oneDNN, which a user's
+model runs on (tests/conftest.py, `_user_kernels`), 130 s without it,
+against 174-207 s on TensorFlow. The other backends are covered by the
+fast tests of the same code.
 """
 
 import numpy as np
