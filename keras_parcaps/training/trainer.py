@@ -395,19 +395,10 @@ def train(
         images_per_class=images_per_class,
     )
     batches, full_batches = _process_batches(train_data, **schedule)
-    fingerprint = {
-        **_fingerprint(
-            model,
-            train_data,
-            seed=seed,
-            learning_rate=learning_rate,
-            steps_per_epoch=steps_per_epoch,
-            batch_size=batch_size,
-            images_per_class=images_per_class if batch_size is None else None,
-            augment=augment,
-        ),
-        **(fingerprint or {}),
-    }
+    settings = {**schedule, "learning_rate": learning_rate}
+    if batch_size is not None:
+        settings["images_per_class"] = None  # not a setting of shuffled batches
+    fingerprint = {**_fingerprint(model, train_data, **settings), **(fingerprint or {})}
     run = RunFolder(out_dir)
     files = _process_files(run)
     if not distribution_backend.is_chief():
@@ -445,10 +436,7 @@ def train(
             verbose=verbose,
         )
         if recalibrate_bn:
-            local = distribution_backend.local_model(model)
-            recalibrate_batch_norm(local, full_batches)
-            if local is not model:
-                model.set_weights(local.get_weights())
+            _recalibrate(model, full_batches)
         saving.save_model(
             model, files.model_path, train_data.class_names, train_data.image_size
         )
@@ -461,6 +449,14 @@ def train(
         if files is not run:
             shutil.rmtree(files.path, ignore_errors=True)
     return history
+
+
+def _recalibrate(model, batches):
+    """`recalibrate_batch_norm` on this process's model, kept in `model`."""
+    local = distribution_backend.local_model(model)
+    recalibrate_batch_norm(local, batches)
+    if local is not model:
+        model.set_weights(local.get_weights())
 
 
 def _check_learning_rate(learning_rate):
