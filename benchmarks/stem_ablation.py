@@ -18,6 +18,8 @@ block for this process only):
 - `wide`: every block's groups 32 channels wide instead of 4 (cardinality
   divided by 8).
 - `pool_first_wide`: both of the last two.
+- `pool_first_wide_k3`: all three: the first layer as in `pool_first`, groups
+  32 channels wide, 3x3 grouped convolutions.
 - `plain`: `backbone="plain"` (the builder's own option).
 
     KERAS_BACKEND=torch OMP_NUM_THREADS=1 python benchmarks/stem_ablation.py \\
@@ -37,7 +39,15 @@ import model_comparison
 import keras_parcaps as kp
 from keras_parcaps.models import dr, stem
 
-VARIANTS = ("paper", "k3", "pool_first", "wide", "pool_first_wide", "plain")
+VARIANTS = (
+    "paper",
+    "k3",
+    "pool_first",
+    "wide",
+    "pool_first_wide",
+    "pool_first_wide_k3",
+    "plain",
+)
 
 
 def _pooled_stem(inputs):
@@ -55,16 +65,16 @@ def _pooled_stem(inputs):
 
 def apply_variant(variant):
     """Patches the stem and the branch block (`plain` is a builder option)."""
-    if variant == "k3":
+    if variant.endswith("k3"):
         stem.BLOCK_KERNEL = 3
-    if variant in ("wide", "pool_first_wide"):
+    if "wide" in variant:
         paper_block = stem.block
 
         def wide_block(filters, cardinality, name):
             return paper_block(filters, cardinality // 8, name)
 
         stem.block = dr.block = wide_block
-    if variant in ("pool_first", "pool_first_wide"):
+    if variant.startswith("pool_first"):
         dr.stem = _pooled_stem
 
 
