@@ -18,8 +18,8 @@ docs/concepts.md, "Batches").
 PyTorch only: the networks are the same on every backend (their layers are
 checked against each other in tests/layers and tests/ops), and PyTorch ran
 these cases in a third of TensorFlow's time (DR 38 s against 109, parallel
-DR 86 s against 230; its routing and grouped convolutions chosen as for a
-user).
+DR 86 s against 230; its routing, grouped convolutions and oneDNN kernels
+as for a user: `user_grouped_convolution`, tests/conftest.py).
 
 `build_parallel_em` is here with 2 capsule layers on the plain backbone
 (`backbone="plain"`, docs/concepts.md, "The stem, not the capsules"): 0.785,
