@@ -98,8 +98,8 @@ def _user_kernels(request):
     They train for hundreds of steps with the kernels a user's model runs
     on; oneDNN's convolutions halve their time (measured, one thread: the
     3-layer parallel DR network at 32x32, 0.37 s per step with oneDNN,
-    0.76 s without; the four real-cell tests 429 s against 990 s in the
-    suite).
+    0.76 s without; the four real-cell tests 539 s against 989 s in
+    `make test`).
     """
     if keras.backend.backend() != "torch" or not request.node.get_closest_marker(
         "user_grouped_convolution"

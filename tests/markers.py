@@ -55,17 +55,20 @@ def builder_configs(configs):
     Args:
         configs: At least two `(capsule_size, capsule_layers)` tuples.
     """
+    backend = keras.backend.backend()
     middle = len(configs) // 2
-    runs = {
-        "tensorflow": lambda i: i != middle,
-        "jax": lambda i: i == middle,
-    }.get(keras.backend.backend(), lambda i: True)
+
+    def runs(i):
+        if backend == "jax":
+            return i == middle
+        return backend != "tensorflow" or i != middle
+
     return [
         pytest.param(
             *config,
             marks=pytest.mark.skipif(
                 not runs(i),
-                reason=f"spread over the backends: {keras.backend.backend()} "
+                reason=f"spread over the backends: {backend} "
                 "runs other cases (tests/markers.builder_configs)",
             ),
         )
