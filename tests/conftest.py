@@ -108,11 +108,12 @@ def _user_kernels(request):
         return
     import torch
 
+    previous = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = True
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = False
+        torch.backends.mkldnn.enabled = previous
 
 
 def pytest_configure(config):

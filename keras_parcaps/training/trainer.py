@@ -427,11 +427,12 @@ def train(
         history = _fit(
             model,
             batches,
-            full_batches if recalibrate_bn else None,
+            full_batches,
             val_data,
             files,
             epochs=epochs,
             initial_epoch=initial_epoch,
+            recalibrate_bn=recalibrate_bn,
             callbacks=callbacks,
             verbose=verbose,
         )
@@ -507,30 +508,34 @@ def _process_files(run):
 def _fit(
     model,
     batches,
-    recalibration_batches,
+    full_batches,
     val_data,
     files,
     epochs,
     initial_epoch,
+    recalibrate_bn,
     callbacks,
     verbose,
 ):
     """`model.fit` from `initial_epoch`, with the run's callbacks and validation.
 
-    Validation runs through `fit` in one process, through
-    `ShardedValidation` (every replica scoring its share) under
-    data parallelism. `recalibration_batches`, when given, recalibrate
-    BatchNormalization before every validation.
+    Validation runs through `fit` outside data parallelism, through
+    `ShardedValidation` (every replica scoring its share) inside it. With
+    `recalibrate_bn`, BatchNormalization is recalibrated before every
+    validation: on this process's `batches`, or on the global
+    `full_batches` under data parallelism.
     """
     distributed = distribution_backend.in_data_parallel()
     extra = list(callbacks or [])
     validation = sharded_validation = None
     if val_data is not None and not distributed:
         validation = ShuffledBatches(val_data, 32, shuffle=False)
-        if recalibration_batches is not None:
+        if recalibrate_bn:
             extra.insert(0, _PreciseBatchNorm(batches))
     if val_data is not None and distributed:
-        sharded_validation = ShardedValidation(val_data, recalibration_batches)
+        sharded_validation = ShardedValidation(
+            val_data, full_batches if recalibrate_bn else None
+        )
     fit_data = distribution_backend.fit_input(batches, initial_epoch)
     with distribution_backend.distributed_fit(model, batches):
         return model.fit(
