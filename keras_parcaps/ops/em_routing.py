@@ -84,12 +84,13 @@ def _moments(votes, eps):
     return ops.concatenate([deviations, squares], axis=-1), center, scale
 
 
-def _m_step(features, center, weighted, beta_a, beta_u, scale, lam, eps, prior):
-    """M-step from `_moments` and `(n, j, i)` weighted assignments `R a`;
+def _m_step(read, center, weighted, beta_a, beta_u, scale, lam, eps, prior):
+    """M-step from `(n, j, i)` weighted assignments `R a`, reading the
+    `_moments` features through `read` (see `routing_backend.read_shared`);
     the mean is relative to the votes' center."""
-    n_out, n_in, dim = features.shape[1], features.shape[2], features.shape[3] // 2
+    n_out, n_in, dim = weighted.shape[1], weighted.shape[2], center.shape[-1]
     total = ops.sum(weighted, axis=2)
-    moments = ops.squeeze(ops.matmul(ops.expand_dims(weighted, 2), features), 2)
+    moments = ops.squeeze(read(ops.expand_dims(weighted, 2)), 2)
     first, second = moments[..., :dim], moments[..., dim:]
     mass = ops.expand_dims(total, 2)
     # mu = sum_i r V / (sum_i r + eps), relative to the center.
@@ -105,14 +106,17 @@ def _m_step(features, center, weighted, beta_a, beta_u, scale, lam, eps, prior):
     return mean, variance, logits
 
 
-def _e_step(features, mean, variance, logits):
-    """E-step from `_moments` features and a centered mean; returns `(n, j,
-    i)` assignments."""
-    if logits.shape[-1] == 1:
-        return ops.ones_like(features[..., 0])
+def _e_step(read, mean, variance, logits):
+    """E-step reading the `_moments` features through `read`, from a
+    centered mean; returns `(n, j, i)` assignments."""
     inverse = 0.5 / variance
     coefficients = ops.concatenate([-2.0 * mean * inverse, inverse], axis=-1)
-    distance = ops.squeeze(ops.matmul(features, ops.expand_dims(coefficients, -1)), -1)
+    # Coefficients times the transposed features: the products read the
+    # features row by row, several times faster on PyTorch than features
+    # times a column.
+    distance = ops.squeeze(read(ops.expand_dims(coefficients, 2), transpose=True), 2)
+    if logits.shape[-1] == 1:
+        return ops.ones_like(distance)
     log_norm = ops.sum(
         ops.square(mean) * inverse + 0.5 * ops.log(2.0 * math.pi * variance), axis=-1
     )
@@ -196,7 +200,7 @@ def em_m_step(
     assignments = ops.reshape(ops.cast(assignments, "float32"), (-1, n_in, n_out))
     activations = ops.reshape(ops.cast(activations, "float32"), (-1, 1, n_in))
     mean, variance, logits = _m_step(
-        features,
+        routing_backend.plain_read(features),
         center,
         ops.transpose(assignments, (0, 2, 1)) * activations,
         beta_a,
@@ -244,7 +248,9 @@ def em_e_step(votes, mean, variance, logits):
     mean = ops.reshape(ops.cast(mean, "float32"), (-1, n_out, dim))
     variance = ops.reshape(ops.cast(variance, "float32"), (-1, n_out, dim))
     logits = ops.reshape(ops.cast(logits, "float32"), (-1, n_out))
-    assignments = _e_step(features, mean - center, variance, logits)
+    assignments = _e_step(
+        routing_backend.plain_read(features), mean - center, variance, logits
+    )
     assignments = ops.transpose(assignments, (0, 2, 1))
     return ops.reshape(assignments, (-1, *lead[1:], n_in, n_out))
 
@@ -348,9 +354,39 @@ def _em_loop(
     the assignments `(n, n_out, n_in)` of the last M-step.
     """
     features, center, scale = _moments(_flatten(votes), epsilon)
-    n_out, n_in = features.shape[1], features.shape[2]
-    activations = ops.reshape(activations, (-1, 1, n_in))
-    assignments = ops.ones_like(features[..., 0]) / n_out
+    mean, logits, assignments = routing_backend.read_shared(
+        _em_iterations,
+        features,
+        center,
+        scale,
+        ops.reshape(activations, (-1, 1, features.shape[2])),
+        beta_a,
+        beta_u,
+        routing_iterations=routing_iterations,
+        final_lambda=final_lambda,
+        epsilon=epsilon,
+        prior_votes=prior_votes,
+    )
+    return mean + center, logits, assignments
+
+
+def _em_iterations(
+    read,
+    center,
+    scale,
+    activations,
+    beta_a,
+    beta_u,
+    routing_iterations,
+    final_lambda,
+    epsilon,
+    prior_votes,
+):
+    """`_em_loop`'s M- and E-steps, reading the `_moments` features through
+    `read`. Returns the mean relative to `center`."""
+    n_out = center.shape[1]
+    # (n, j, 1) + (n, 1, i): uniform (n, j, i) assignments.
+    assignments = ops.zeros_like(center[..., :1]) + ops.ones_like(activations) / n_out
     lambdas = inverse_temperatures(routing_iterations, final_lambda)
     if n_out == 1:
         # Every assignment is 1 in every iteration, so every M-step fits the
@@ -358,7 +394,7 @@ def _em_loop(
         lambdas = lambdas[-1:]
     for i, inverse_temperature in enumerate(lambdas):
         mean, variance, logits = _m_step(
-            features,
+            read,
             center,
             assignments * activations,
             beta_a,
@@ -369,5 +405,5 @@ def _em_loop(
             prior_votes,
         )
         if i < len(lambdas) - 1:
-            assignments = _e_step(features, mean, variance, logits)
-    return mean + center, logits, assignments
+            assignments = _e_step(read, mean, variance, logits)
+    return mean, logits, assignments

@@ -1,9 +1,12 @@
-"""Compiles the routing loops where the backend has a JIT compiler.
+"""The routing loops' backend-specific fast paths.
 
 The only module of `keras_parcaps.ops` that imports a backend library. The
 routing functions themselves are written in `keras.ops`; this module runs
-one of them either as is (the `keras.ops` path) or compiled into one fused
-program, even when the model around it is not compiled:
+one of them either as is (the `keras.ops` path) or on a fast path, which
+`set_jit_compile(False)` turns off on every backend.
+
+`run` compiles a loop into one fused program, even when the model around it
+is not compiled:
 
 - TensorFlow: `tf.function(jit_compile=True)`. Keras's default `compile()`
   leaves XLA off on a CPU, where the routing loop then runs as dozens of
@@ -17,18 +20,28 @@ program, even when the model around it is not compiled:
 
 Static arguments (iteration counts, flags) are passed as keywords; one
 compiled function is kept per function and set of static arguments.
+
+`read_shared` runs a loop that reads one large tensor through many matrix
+products (EM routing reads its votes twice per iteration). Autograd writes
+the gradient of every such product as an outer product of the tensor's
+size and adds them up, a pass over memory each; on PyTorch, whose
+operations autograd runs one by one, `read_shared` assembles the gradient
+as one batched matrix product over all the reads instead (`EMClassCaps`'
+training step 287 -> 171 ms at the paper's shape, `docs/benchmarks.md`).
+XLA (TensorFlow, JAX) compiles the sum as one program already.
 """
 
 import functools
 
 import keras
+from keras import ops
 
 _enabled = True
 _compiled = {}
 
 
 def set_jit_compile(enabled: bool) -> None:
-    """Turns compilation of the routing loops on (the default) or off."""
+    """Turns the routing loops' fast paths on (the default) or off."""
     global _enabled
     _enabled = bool(enabled)
 
@@ -78,3 +91,125 @@ def run(fn, *tensors, **static):
 
         tensors = [jnp.asarray(t) for t in tensors]
     return compiled(*tensors)
+
+
+def plain_read(shared):
+    """The `read` function of `read_shared`'s `fn`, in `keras.ops`.
+
+    Args:
+        shared: A tensor `(..., i, c)`.
+
+    Returns:
+        `read(x, transpose=False)`: `x @ shared` for `x` `(..., m, i)`, or
+        with `transpose=True` `x @ shared^T` for `x` `(..., m, c)`.
+    """
+
+    def read(x, transpose=False):
+        return ops.matmul(x, ops.swapaxes(shared, -1, -2) if transpose else shared)
+
+    return read
+
+
+def read_shared(fn, shared, *tensors, **static):
+    """`fn(read, *tensors, **static)`, where `fn` reads `shared` through
+    `read` only (see `plain_read`).
+
+    On PyTorch, when a gradient is being recorded, the gradient with respect
+    to `shared` is one batched matrix product over all of `fn`'s reads (see
+    the module docstring); elsewhere `read` is `plain_read(shared)`.
+
+    Args:
+        fn: A function written in `keras.ops` whose first argument is the
+            `read` function.
+        shared: The tensor read, `(..., i, c)`; every read's other operand
+            has the same leading axes.
+        *tensors: `fn`'s other tensor arguments.
+        **static: Its static (hashable, Python) arguments.
+
+    Returns:
+        What `fn` returns: a tensor or a tuple of tensors.
+    """
+    if keras.backend.backend() == "torch" and _enabled:
+        import torch
+
+        # Keras infers PyTorch output shapes on the meta device.
+        if torch.is_grad_enabled() and shared.device.type != "meta":
+            outputs = _stacked_reads_function().apply(
+                functools.partial(fn, **static), shared, *tensors
+            )
+            return outputs[0] if len(outputs) == 1 else outputs
+    return fn(plain_read(shared), *tensors, **static)
+
+
+@functools.cache
+def _stacked_reads_function():
+    """The `torch.autograd.Function` behind `read_shared` on PyTorch.
+
+    Its forward pass runs `fn` under autograd on detached inputs, with a
+    `read` that records each product (`P = x @ shared` or `x @ shared^T`)
+    and its operand `x`, but gives `shared` no gradient. Its backward pass
+    asks that inner graph for the gradients of the other inputs and of
+    every product, then forms `d shared = sum x^T dP + sum dP^T x` (the
+    first sum over plain reads, the second over transposed ones) as one
+    batched matrix product of the stacked factors.
+    """
+    import torch
+
+    class StackedReads(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, fn, shared, *tensors):
+            constant = shared.detach()
+            reads = []
+
+            def read(x, transpose=False):
+                product = torch.matmul(
+                    x, constant.transpose(-1, -2) if transpose else constant
+                )
+                reads.append((transpose, x, product))
+                return product
+
+            inputs = [
+                t.detach().requires_grad_(needs)
+                for t, needs in zip(tensors, ctx.needs_input_grad[2:])
+            ]
+            with torch.enable_grad():
+                outputs = fn(read, *inputs)
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            ctx.graph = (outputs, inputs, reads)
+            return tuple(o.detach() for o in outputs)
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, *output_grads):
+            outputs, inputs, reads = ctx.graph
+            del ctx.graph
+            pairs = [(o, g) for o, g in zip(outputs, output_grads) if o.requires_grad]
+            if not pairs:
+                return (None,) * (2 + len(inputs))
+            wanted = [t for t in inputs if t.requires_grad]
+            recorded = [read for read in reads if read[2].requires_grad]
+            grads = torch.autograd.grad(
+                [o for o, _ in pairs],
+                wanted + [product for _, _, product in recorded],
+                [g for _, g in pairs],
+                allow_unused=True,
+            )
+            input_grads = iter(grads[: len(wanted)])
+            lefts, rights = [], []
+            for (transpose, x, _), grad in zip(recorded, grads[len(wanted) :]):
+                if grad is not None:
+                    x = x.detach()
+                    lefts.append(
+                        grad.transpose(-1, -2) if transpose else x.transpose(-1, -2)
+                    )
+                    rights.append(x if transpose else grad)
+            shared_grad = None
+            if ctx.needs_input_grad[1] and lefts:
+                shared_grad = torch.matmul(torch.cat(lefts, -1), torch.cat(rights, -2))
+            return (
+                None,
+                shared_grad,
+                *(next(input_grads) if t.requires_grad else None for t in inputs),
+            )
+
+    return StackedReads

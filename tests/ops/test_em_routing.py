@@ -287,39 +287,49 @@ def test_single_output_matches_numpy_all_iterations(rng, iterations):
     np.testing.assert_allclose(ops.convert_to_numpy(act), act_ref, atol=1e-5)
 
 
-class _Votes(keras.layers.Layer):
-    def __init__(self, votes, activations):
+class _Routing(keras.layers.Layer):
+    """EM routing of weights: votes, activations, `beta_a`, `beta_u`."""
+
+    def __init__(self, votes, activations, iterations):
         super().__init__()
-        self.votes = self.add_weight(shape=votes.shape, initializer="zeros")
-        self.votes.assign(votes)
-        self.activations = activations
+        n_out = votes.shape[-2]
+        self.iterations = iterations
+        self.inputs = [
+            self.add_weight(shape=value.shape, initializer="zeros")
+            for value in (votes, activations, np.zeros(n_out), np.zeros(n_out))
+        ]
+        for weight, value in zip(
+            self.inputs,
+            (votes, activations, np.linspace(-1, 1, n_out), np.full(n_out, 0.1)),
+        ):
+            weight.assign(value.astype("float32"))
 
     def call(self, x, training=None):
-        n_out = self.votes.shape[-2]
         pose, act = em_routing(
-            self.votes.value,
-            self.activations,
-            np.zeros(n_out, "float32"),
-            np.full(n_out, 0.1, "float32"),
+            *map(ops.convert_to_tensor, self.inputs), routing_iterations=self.iterations
         )
-        return ops.sum(pose) + 10 * ops.sum(act)
+        return ops.sum(ops.square(pose)) + 10 * ops.sum(
+            act * (1.0 + ops.arange(act.shape[-1], dtype="float32"))
+        )
 
 
-@pytest.mark.parametrize("n_out", [1, 3])
-def test_compiled_and_keras_ops_paths_agree(rng, n_out):
-    """`routing_backend` compiles the EM loop (TF, JAX) or not: same values."""
+@pytest.mark.parametrize("n_out, iterations", [(1, 3), (3, 1), (3, 2), (3, 3)])
+def test_fast_and_keras_ops_paths_agree(rng, n_out, iterations):
+    """`routing_backend`'s fast path (compiled on TF and JAX, one stacked
+    gradient of the votes on PyTorch) and the plain `keras.ops` path give
+    the same values and gradients of every input."""
     V, a, _, _, _ = _problem(rng, batch=2, n_in=7, n_out=n_out, dim=4)
-    V, a = V.astype("float32"), a.astype("float32")
     results = []
     for enabled in (True, False):
         routing_backend.set_jit_compile(enabled)
         try:
-            layer = _Votes(V, a)
+            layer = _Routing(V + 1.0, a, iterations)
             value = ops.convert_to_numpy(layer(None))
-            results.append((value, gradients(layer, None, lambda y: y)[0]))
+            results.append((value, gradients(layer, None, lambda y: y)))
         finally:
             routing_backend.set_jit_compile(False)
-    (value_a, grad_a), (value_b, grad_b) = results
+    (value_a, grads_a), (value_b, grads_b) = results
     np.testing.assert_allclose(value_a, value_b, rtol=1e-6)
-    assert np.abs(grad_b).max() > 0
-    np.testing.assert_allclose(grad_a, grad_b, rtol=1e-4, atol=1e-6)
+    for grad_a, grad_b in zip(grads_a, grads_b):
+        assert np.abs(grad_b).max() > 0
+        np.testing.assert_allclose(grad_a, grad_b, rtol=1e-4, atol=1e-6)
