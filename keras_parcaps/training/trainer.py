@@ -13,6 +13,7 @@ from keras_parcaps._checks import check_positive_int
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
 from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.training import distribution_backend, saving
+from keras_parcaps.training.averaged_weights import averaged_weights
 from keras_parcaps.training.callbacks import training_callbacks
 from keras_parcaps.training.distributed_callbacks import ShardedValidation
 from keras_parcaps.training.run_folder import RunFolder
@@ -121,14 +122,20 @@ def recalibrate_batch_norm(
 
 
 class _PreciseBatchNorm(keras.callbacks.Callback):
-    """Recalibrates BatchNormalization before each validation inside `fit`."""
+    """Recalibrates BatchNormalization before each validation inside `fit`.
+
+    For the weights validation measures: the averaged ones where the
+    optimizer averages (`keras.callbacks.SwapEMAWeights` swaps them in after
+    this callback), which `fit` leaves in the model at its end.
+    """
 
     def __init__(self, batches):
         super().__init__()
         self.batches = batches
 
     def on_test_begin(self, logs=None):
-        recalibrate_batch_norm(self.model, self.batches)
+        with averaged_weights(self.model):
+            recalibrate_batch_norm(self.model, self.batches)
 
 
 def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):

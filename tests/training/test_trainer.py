@@ -125,3 +125,60 @@ def test_spread_loss_models_get_the_margin_ramp(tmp_path):
         callbacks=[schedule],
     )
     assert model.loss.margin == pytest.approx(0.7)
+
+
+def _tiny_capsnet_with_batch_norm(input_shape, num_classes):
+    """`tiny_capsnet` with a slow BatchNormalization after its first layer:
+    its moving statistics barely leave their start in a few steps."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(16, 5, strides=2)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9999, name="norm")(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x)
+    x = kp.layers.PrimaryCaps(4, 8, kernel_size=3, strides=2)(x)
+    x = kp.layers.DRCaps(num_classes, 8)(x)
+    model = keras.Model(inputs, kp.layers.CapsuleLength()(x))
+    model.compile(optimizer="nadam", loss=kp.losses.MarginLoss())
+    return model
+
+
+@pytest.mark.parametrize("recalibrate_bn", [True, False])
+def test_recalibrated_statistics_reach_validation_and_the_saved_model(
+    tmp_path, recalibrate_bn
+):
+    data = synthetic_cells(counts=4, image_size=24, seed=0)
+    model = _tiny_capsnet_with_batch_norm((24, 24, 3), data.num_classes)
+    norm = model.get_layer("norm")
+    validated = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            validated.append(keras.ops.convert_to_numpy(norm.moving_mean))
+
+    train(
+        model,
+        data,
+        tmp_path,
+        val_data=data.subset([0, 5, 9]),
+        epochs=2,
+        steps_per_epoch=2,
+        recalibrate_bn=recalibrate_bn,
+        callbacks=[Spy()],
+        verbose=0,
+    )
+    assert len(validated) == 2
+    assert norm.momentum == 0.9999
+    final = keras.ops.convert_to_numpy(norm.moving_mean)
+    saved = keras.saving.load_model(tmp_path / "model.keras").get_layer("norm")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(saved.moving_mean), final)
+    if recalibrate_bn:
+        # Validation saw the training batches' statistics, not the moving
+        # averages of four steps, and the model keeps the last ones: both are
+        # those of the averaged weights that validation measures and `fit`
+        # leaves in the model (recalibrating the training weights before
+        # `SwapEMAWeights` swapped the average in gave other statistics).
+        assert np.abs(validated[-1]).max() > 0.05
+        np.testing.assert_allclose(final, validated[-1], rtol=1e-5, atol=1e-6)
+    else:
+        # Four steps at momentum 0.9999 leave the moving mean near 0.
+        assert np.abs(final).max() < 0.01
+        np.testing.assert_allclose(final, validated[-1])
