@@ -20,6 +20,11 @@ block for this process only):
 - `pool_first_wide`: both of the last two.
 - `pool_first_wide_k3`: all three: the first layer as in `pool_first`, groups
   32 channels wide, 3x3 grouped convolutions.
+- `pooled`: every block (stem and branches) 2x2 max-pooling followed by the
+  block at stride 1, instead of the block's stride-2 grouped convolution and
+  stride-2 1x1 shortcut (which read every other pixel, a grid that a
+  90-degree rotation of an even-sized image does not map onto itself).
+- `pool_first_wide_pooled`: `pool_first_wide` and `pooled`.
 - `plain`: `backbone="plain"` (the builder's own option).
 
     KERAS_BACKEND=torch OMP_NUM_THREADS=1 python benchmarks/stem_ablation.py \\
@@ -46,6 +51,8 @@ VARIANTS = (
     "wide",
     "pool_first_wide",
     "pool_first_wide_k3",
+    "pooled",
+    "pool_first_wide_pooled",
     "plain",
 )
 
@@ -74,6 +81,24 @@ def apply_variant(variant):
             return paper_block(filters, cardinality // 8, name)
 
         stem.block = dr.block = wide_block
+    if variant.endswith("pooled"):
+        width = 8 if "wide" in variant else 1
+
+        def pooled_block(filters, cardinality, name):
+            block = kp.layers.ResNeXtBlock(
+                filters,
+                cardinality=cardinality // width,
+                kernel_size=stem.BLOCK_KERNEL,
+                strides=1,
+                momentum=stem.BATCH_NORM_MOMENTUM,
+                name=name,
+            )
+            return keras.Sequential(
+                [keras.layers.MaxPooling2D(2, padding="same"), block],
+                name=f"{name}_pooled",
+            )
+
+        stem.block = dr.block = pooled_block
     if variant.startswith("pool_first"):
         dr.stem = _pooled_stem
 

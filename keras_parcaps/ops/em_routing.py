@@ -338,20 +338,12 @@ def em_routing(
     return outputs
 
 
-def _em_loop(
-    votes,
-    activations,
-    beta_a,
-    beta_u,
-    routing_iterations,
-    final_lambda,
-    epsilon,
-    prior_votes,
-):
+def _em_loop(votes, activations, beta_a, beta_u, epsilon, **settings):
     """The iterations of `em_routing` on `(problems, n_in, n_out, D)` votes.
 
-    Returns the mean `(n, n_out, D)`, the activation logits `(n, n_out)` and
-    the assignments `(n, n_out, n_in)` of the last M-step.
+    `settings` are `_em_iterations`' other static arguments. Returns the
+    mean `(n, n_out, D)`, the activation logits `(n, n_out)` and the
+    assignments `(n, n_out, n_in)` of the last M-step.
     """
     features, center, scale = _moments(_flatten(votes), epsilon)
     mean, logits, assignments = routing_backend.read_shared(
@@ -362,10 +354,8 @@ def _em_loop(
         ops.reshape(activations, (-1, 1, features.shape[2])),
         beta_a,
         beta_u,
-        routing_iterations=routing_iterations,
-        final_lambda=final_lambda,
         epsilon=epsilon,
-        prior_votes=prior_votes,
+        **settings,
     )
     return mean + center, logits, assignments
 
