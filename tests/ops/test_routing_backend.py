@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_parcaps.ops import routing_backend
 from tests.backend_utils import gradients
+from tests.markers import on_backend
 
 
 def _reads(read, first, second):
@@ -79,3 +80,26 @@ def test_read_shared_without_gradients_reads_plainly():
     transposed = second @ shared.transpose(0, 2, 1)
     expected = 3 * np.sum(plain**2) + np.sum(np.sin(transposed))
     np.testing.assert_allclose(float(ops.convert_to_numpy(value)), expected, rtol=1e-5)
+
+
+@on_backend("torch", "the stacked gradient is PyTorch's path")
+@pytest.mark.parametrize("enabled", [True, False])
+def test_pytorch_takes_the_stacked_path_while_recording(enabled):
+    """The documented rule: PyTorch, recording a gradient, fast path on."""
+    import torch
+
+    rng = np.random.default_rng(2)
+    shared, first, second = (
+        torch.tensor(rng.normal(size=shape).astype("float32"), requires_grad=True)
+        for shape in ((2, 5, 3), (2, 4, 5), (2, 6, 3))
+    )
+    routing_backend.set_jit_compile(enabled)
+    try:
+        value = routing_backend.read_shared(_reads, shared, first, second)
+        with torch.no_grad():
+            plain = routing_backend.read_shared(_reads, shared, first, second)
+    finally:
+        routing_backend.set_jit_compile(True)
+    stacked = type(value.grad_fn).__name__ == "StackedReadsBackward"
+    assert stacked == enabled
+    assert plain.grad_fn is None
