@@ -15,34 +15,56 @@ def gradients(model, inputs, loss_fn):
     Returns a list of numpy arrays, one per trainable weight, in
     `model.trainable_weights` order.
     """
+    return outputs_and_gradients(model, inputs, loss_fn)[1]
+
+
+def outputs_and_gradients(model, inputs, loss_fn):
+    """`model(inputs, training=True)` and the gradients of `loss_fn` of it.
+
+    One forward pass gives both; on JAX one compiled program, where an eager
+    forward pass and a compiled gradient would compile the model twice.
+
+    Returns:
+        `(outputs, grads)`: the outputs as numpy (a structure like the
+        model's), and a list of numpy arrays, one per trainable weight, in
+        `model.trainable_weights` order.
+    """
     backend = keras.backend.backend()
     weights = model.trainable_weights
     if backend == "tensorflow":
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            loss = loss_fn(model(inputs, training=True))
+            outputs = model(inputs, training=True)
+            loss = loss_fn(outputs)
         grads = tape.gradient(loss, weights)
     elif backend == "jax":
         trainable = [v.value for v in weights]
         non_trainable = [v.value for v in model.non_trainable_weights]
-        grads = _jax_gradient_function(model, loss_fn)(trainable, non_trainable, inputs)
+        grads, outputs = _jax_gradient_function(model, loss_fn)(
+            trainable, non_trainable, inputs
+        )
     elif backend == "torch":
         model.zero_grad()
-        loss = loss_fn(model(inputs, training=True))
-        loss.backward()
+        outputs = model(inputs, training=True)
+        loss_fn(outputs).backward()
         grads = [v.value.grad for v in weights]
     else:
         raise NotImplementedError(backend)
-    return [
+    outputs = keras.tree.map_structure(
+        lambda x: keras.ops.convert_to_numpy(keras.ops.stop_gradient(x)), outputs
+    )
+    grads = [
         np.zeros(w.shape) if g is None else keras.ops.convert_to_numpy(g)
         for w, g in zip(weights, grads)
     ]
+    return outputs, grads
 
 
 def _jax_gradient_function(model, loss_fn):
     """`jax.jit(jax.grad(...))` of `loss_fn(model(inputs))`, compiled once.
 
+    The compiled function returns the gradients and the model's outputs.
     Run eagerly, JAX compiles every op of the backward pass on its own (0.1-0.2
     s each on a CPU), so the gradient is one compiled program; a new program
     for every call (a new closure) made the EM layers' finiteness checks spend
@@ -62,10 +84,10 @@ def _jax_gradient_function(model, loss_fn):
             outputs, _ = model_ref().stateless_call(
                 trainable, non_trainable, inputs, training=True
             )
-            return loss_fn(outputs)
+            return loss_fn(outputs), outputs
 
         # The closure's objects are kept so that their ids stay theirs.
-        per_model[key] = (jax.jit(jax.grad(compute)), closure)
+        per_model[key] = (jax.jit(jax.grad(compute, has_aux=True)), closure)
     return per_model[key][0]
 
 

@@ -7,6 +7,8 @@ import inspect
 import numpy as np
 import pytest
 
+from tests.markers import once
+
 PACKAGES = [
     "keras_parcaps.ops",
     "keras_parcaps.layers",
@@ -64,7 +66,32 @@ def test_building_blocks_have_examples(name):
     assert "Example" in doc and ">>> " in doc, f"{name} has no runnable example"
 
 
-@pytest.mark.parametrize("name", sorted(PUBLIC))
+# The building blocks' examples run on every backend: they show what a layer,
+# an op or a loss computes, and that is the backend's work. The other
+# packages' examples are programs (train, explain, evaluate a small model)
+# whose every backend is checked by their own test modules; on JAX and
+# TensorFlow their examples cost a compilation of each model (236 s and
+# 100 s of the suite, measured), so they run once.
+BACKEND_EXAMPLES = (
+    "keras_parcaps.ops.",
+    "keras_parcaps.layers.",
+    "keras_parcaps.losses.",
+    "keras_parcaps.callbacks.",
+    "keras_parcaps.metrics.",
+)
+
+
+def _example_cases():
+    for name in sorted(PUBLIC):
+        if name.startswith(BACKEND_EXAMPLES):
+            yield name
+        else:
+            yield pytest.param(
+                name, marks=once("a program's example; its tests run everywhere")
+            )
+
+
+@pytest.mark.parametrize("name", _example_cases())
 def test_docstring_examples_run(name):
     obj = PUBLIC[name]
     module = inspect.getmodule(obj)

@@ -11,7 +11,7 @@ from keras_parcaps.ops import (
     routing_formulation,
     squash,
 )
-from tests.backend_utils import gradients
+from tests.backend_utils import outputs_and_gradients
 from tests.ops.test_capsule_ops import numpy_squash
 
 
@@ -120,6 +120,7 @@ class _Routing(keras.layers.Layer):
         )
         self.u.assign(u)
         self.kernel.assign(kernel)
+        self.built = True
 
     def call(self, x, training=None):
         return self.route(self.u.value, self.kernel.value)
@@ -127,9 +128,9 @@ class _Routing(keras.layers.Layer):
 
 def _outputs_and_gradients(route, u, kernel, target):
     layer = _Routing(route, u, kernel)
-    outputs = ops.convert_to_numpy(layer(None))
-    grads = gradients(layer, None, lambda v: ops.sum(ops.multiply(v, target)))
-    return outputs, grads
+    return outputs_and_gradients(
+        layer, None, lambda v: ops.sum(ops.multiply(v, target))
+    )
 
 
 def _numpy_votes(u, kernel):
