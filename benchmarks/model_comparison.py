@@ -67,6 +67,16 @@ MODELS = {
         "parallel_dr",
         {"capsule_layers": 3, "n_branches": 4, "backbone": "plain"},
     ),
+    "pdr_3l_4b_plain_shared": (
+        "parallel DR, 3 layers, 4 branches, plain CNN backbone, shared Mid-Cap weights",
+        "parallel_dr",
+        {
+            "capsule_layers": 3,
+            "n_branches": 4,
+            "backbone": "plain",
+            "share_weights": True,
+        },
+    ),
     "pdr_2l_12b": (
         "parallel DR, 2 layers, 12 branches",
         "parallel_dr",
