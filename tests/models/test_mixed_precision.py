@@ -9,7 +9,7 @@ The full matrix (7 builders x 2 policies) takes about a minute on PyTorch
 and 3 to 10 minutes on TensorFlow and JAX on a 2-core CPU (XLA compiles
 every step), so PyTorch runs all of it and the other two backends four cases
 that cover every capsule layer, `ParallelBranch`, the ResNeXt block and both
-policies (three on JAX, without the parallel EM network);
+policies (JAX one of them, Sabour's network under float16);
 `PARCAPS_MIXED_PRECISION=all` runs the full matrix on any backend.
 """
 
@@ -67,8 +67,12 @@ else:
         ("mixed_bfloat16", "parallel_dr"),
     ]
     if keras.backend.backend() == "jax":
-        # XLA compiles its training step for over a minute on 2 cores.
-        CASES.remove(("mixed_float16", "parallel_em"))
+        # XLA compiles each training step for 30-80 s on 2 cores (measured:
+        # EM CapsNet 80 s, parallel DR 60 s, against 3 s and 16 s eagerly on
+        # TensorFlow), so JAX keeps one network; every case still runs on
+        # PyTorch and TensorFlow, and tests/layers checks each capsule layer
+        # under both policies on JAX.
+        CASES = [("mixed_float16", "sabour")]
 
 
 @pytest.fixture
