@@ -17,8 +17,8 @@ a prior worth `PRIOR_VOTES` votes of that scale, so that an output capsule
 fitted to one or two votes does not collapse to a zero-variance Gaussian
 (see `em_m_step`).
 Each iteration reads the votes through two batched matrix products and
-writes nothing of their size (see `_moments`); the largest intermediate is
-the centered votes beside their squares, twice the votes' size, made once.
+writes nothing of their size (see `_moments`); the largest intermediates
+are the centered votes and their squares, each the votes' size, made once.
 """
 
 import math
@@ -61,37 +61,48 @@ def _flatten(votes):
     """Votes as `(problems, n_out, n_in, D)`: leading axes folded, and the
     output axis before the input axis, so that every sum over the inputs is
     a batched matrix product on contiguous memory."""
-    votes = ops.reshape(ops.cast(votes, "float32"), (-1, *votes.shape[-3:]))
-    return ops.transpose(votes, (0, 2, 1, 3))
+    n_in, n_out, dim = votes.shape[-3:]
+    votes = ops.reshape(ops.cast(votes, "float32"), (-1, n_in, n_out, dim))
+    # Merging the input and pose axes makes PyTorch copy the transposed view
+    # into that layout once; otherwise every tensor computed from it keeps
+    # the view's strides, and every matrix product over it copies it again
+    # (`EMClassCaps`: 2.1x slower steps, measured). XLA lays it out itself.
+    votes = ops.reshape(ops.transpose(votes, (0, 2, 1, 3)), (-1, n_out, n_in * dim))
+    return ops.reshape(votes, (-1, n_out, n_in, dim))
 
 
 def _moments(votes, eps):
     """What every iteration reads of the `(n, j, i, D)` votes.
 
     Returns `(features, center, scale)`: the votes' deviations from their
-    unweighted mean over the inputs, `center` `(n, j, D)`, side by side with
-    their squares, `(n, j, i, 2D)`, and the mean squared vote `(n, D)`.
-    With them an M-step is one matrix product (`sum_i r V`, `sum_i r V^2`)
-    and an E-step another (`V^2 / 2var - V mu / var`), so no iteration
-    writes a tensor of the votes' size. Centering keeps the expanded
-    variance `sum_i r V^2 - mu sum_i r V` free of cancellation when the
-    votes sit far from zero.
+    unweighted mean over the inputs, `center` `(n, j, D)`, and their
+    squares, the pair `(deviations, squares)` of `(n, j, i, D)` tensors,
+    and the mean squared vote `(n, D)`. With them an M-step is one matrix product
+    (`sum_i r V`, `sum_i r V^2`) and an E-step another
+    (`V^2 / 2var - V mu / var`), so no iteration writes a tensor of the
+    votes' size. Centering keeps the expanded variance
+    `sum_i r V^2 - mu sum_i r V` free of cancellation when the votes sit far
+    from zero. The two stay apart: their concatenation was the step's
+    largest buffer, twice the votes' size, and under XLA writing it cost
+    more than the routing's reads (docs/benchmarks.md).
     """
     center = ops.mean(votes, axis=2)
     deviations = votes - ops.expand_dims(center, 2)
     squares = ops.square(deviations)
     scale = ops.mean(ops.mean(squares, axis=2) + ops.square(center), axis=1) + eps
-    return ops.concatenate([deviations, squares], axis=-1), center, scale
+    return (deviations, squares), center, scale
 
 
-def _m_step(read, center, weighted, beta_a, beta_u, scale, lam, eps, prior):
+def _m_step(reads, center, weighted, beta_a, beta_u, scale, lam, eps, prior):
     """M-step from `(n, j, i)` weighted assignments `R a`, reading the
-    `_moments` features through `read` (see `routing_backend.read_shared`);
+    `_moments` features through `reads` (see `routing_backend.read_shared`);
     the mean is relative to the votes' center."""
-    n_out, n_in, dim = weighted.shape[1], weighted.shape[2], center.shape[-1]
+    n_out, n_in = weighted.shape[1], weighted.shape[2]
+    read_deviations, read_squares = reads
     total = ops.sum(weighted, axis=2)
-    moments = ops.squeeze(read(ops.expand_dims(weighted, 2)), 2)
-    first, second = moments[..., :dim], moments[..., dim:]
+    weighted = ops.expand_dims(weighted, 2)
+    first = ops.squeeze(read_deviations(weighted), 2)
+    second = ops.squeeze(read_squares(weighted), 2)
     mass = ops.expand_dims(total, 2)
     # mu = sum_i r V / (sum_i r + eps), relative to the center.
     mean = (first - eps * center) / (mass + eps)
@@ -106,15 +117,18 @@ def _m_step(read, center, weighted, beta_a, beta_u, scale, lam, eps, prior):
     return mean, variance, logits
 
 
-def _e_step(read, mean, variance, logits):
-    """E-step reading the `_moments` features through `read`, from a
+def _e_step(reads, mean, variance, logits):
+    """E-step reading the `_moments` features through `reads`, from a
     centered mean; returns `(n, j, i)` assignments."""
+    read_deviations, read_squares = reads
     inverse = 0.5 / variance
-    coefficients = ops.concatenate([-2.0 * mean * inverse, inverse], axis=-1)
     # Coefficients times the transposed features: the products read the
     # features row by row, several times faster on PyTorch than features
     # times a column.
-    distance = ops.squeeze(read(ops.expand_dims(coefficients, 2), transpose=True), 2)
+    distance = read_deviations(
+        ops.expand_dims(-2.0 * mean * inverse, 2), transpose=True
+    ) + read_squares(ops.expand_dims(inverse, 2), transpose=True)
+    distance = ops.squeeze(distance, 2)
     if logits.shape[-1] == 1:
         return ops.ones_like(distance)
     log_norm = ops.sum(
@@ -351,7 +365,7 @@ def _em_loop(votes, activations, beta_a, beta_u, epsilon, **settings):
         features,
         center,
         scale,
-        ops.reshape(activations, (-1, 1, features.shape[2])),
+        ops.reshape(activations, (-1, 1, features[0].shape[2])),
         beta_a,
         beta_u,
         epsilon=epsilon,
@@ -361,7 +375,7 @@ def _em_loop(votes, activations, beta_a, beta_u, epsilon, **settings):
 
 
 def _em_iterations(
-    read,
+    reads,
     center,
     scale,
     activations,
@@ -373,7 +387,8 @@ def _em_iterations(
     prior_votes,
 ):
     """`_em_loop`'s M- and E-steps, reading the `_moments` features through
-    `read`. Returns the mean relative to `center`."""
+    `reads` (`routing_backend.read_shared`'s functions). Returns the mean
+    relative to `center`."""
     n_out = center.shape[1]
     # (n, j, 1) + (n, 1, i): uniform (n, j, i) assignments.
     assignments = ops.zeros_like(center[..., :1]) + ops.ones_like(activations) / n_out
@@ -384,7 +399,7 @@ def _em_iterations(
         lambdas = lambdas[-1:]
     for i, inverse_temperature in enumerate(lambdas):
         mean, variance, logits = _m_step(
-            read,
+            reads,
             center,
             assignments * activations,
             beta_a,
@@ -395,5 +410,5 @@ def _em_iterations(
             prior_votes,
         )
         if i < len(lambdas) - 1:
-            assignments = _e_step(read, mean, variance, logits)
+            assignments = _e_step(reads, mean, variance, logits)
     return mean, logits, assignments

@@ -21,8 +21,9 @@ is not compiled:
 Static arguments (iteration counts, flags) are passed as keywords; one
 compiled function is kept per function and set of static arguments.
 
-`read_shared` runs a loop that reads one large tensor through many matrix
-products (EM routing reads its votes twice per iteration). Autograd writes
+`read_shared` runs a loop that reads one large tensor, or a few, through
+many matrix products (EM routing reads its centered votes and their squares
+twice per iteration). Autograd writes
 the gradient of every such product as an outer product of the tensor's
 size and adds them up, a pass over memory each; on PyTorch, whose
 operations autograd runs one by one, `read_shared` assembles the gradient
@@ -93,30 +94,41 @@ def run(fn, *tensors, **static):
     return compiled(*tensors)
 
 
-def plain_read(shared):
-    """The `read` function of `read_shared`'s `fn`, in `keras.ops`.
-
-    Args:
-        shared: A tensor `(..., i, c)`.
-
-    Returns:
-        `read(x, transpose=False)`: `x @ shared` for `x` `(..., m, i)`, or
-        with `transpose=True` `x @ shared^T` for `x` `(..., m, c)`.
-    """
-
-    # PyTorch's batched matrix-vector product is 3x faster with the long
-    # operand on the right, transposed; XLA's with it on the left.
-    long_on_right = keras.backend.backend() == "torch"
+def _read_function(shared, read_transposed=None):
+    """`read(x, transpose=False)` of one tensor `shared` `(..., i, c)`."""
 
     def read(x, transpose=False):
         if not transpose:
             return ops.matmul(x, shared)
-        if long_on_right:
-            return ops.matmul(x, ops.swapaxes(shared, -1, -2))
-        # TensorFlow's EMClassCaps step: 186 ms the other way round, 124 ms.
-        return ops.swapaxes(ops.matmul(shared, ops.swapaxes(x, -1, -2)), -1, -2)
+        return read_transposed(x, shared)
 
     return read
+
+
+def plain_read(shared):
+    """The `read` function of `read_shared`'s `fn`, in `keras.ops`.
+
+    Args:
+        shared: A tensor `(..., i, c)`, or a tuple of such tensors.
+
+    Returns:
+        `read(x, transpose=False)`: `x @ shared` for `x` `(..., m, i)`, or
+        with `transpose=True` `x @ shared^T` for `x` `(..., m, c)`; for a
+        tuple, a tuple of such functions, one per tensor.
+    """
+    # PyTorch's batched matrix-vector product is 3x faster with the long
+    # operand on the right, transposed; XLA's with it on the left.
+    long_on_right = keras.backend.backend() == "torch"
+
+    def read_transposed(x, tensor):
+        if long_on_right:
+            return ops.matmul(x, ops.swapaxes(tensor, -1, -2))
+        # TensorFlow's EMClassCaps step: 186 ms the other way round, 124 ms.
+        return ops.swapaxes(ops.matmul(tensor, ops.swapaxes(x, -1, -2)), -1, -2)
+
+    if isinstance(shared, (tuple, list)):
+        return tuple(_read_function(t, read_transposed) for t in shared)
+    return _read_function(shared, read_transposed)
 
 
 def read_shared(fn, shared, *tensors, **static):
@@ -129,22 +141,25 @@ def read_shared(fn, shared, *tensors, **static):
 
     Args:
         fn: A function written in `keras.ops` whose first argument is the
-            `read` function.
-        shared: The tensor read, `(..., i, c)`; every read's other operand
-            has the same leading axes.
+            `read` function (for a tuple `shared`, the tuple of them).
+        shared: The tensor read, `(..., i, c)`, or a tuple of such tensors
+            (with the same leading axes and `i`); every read's other
+            operand has the same leading axes.
         *tensors: `fn`'s other tensor arguments.
         **static: Its static (hashable, Python) arguments.
 
     Returns:
         What `fn` returns: a tensor or a tuple of tensors.
     """
+    several = isinstance(shared, (tuple, list))
+    parts = tuple(shared) if several else (shared,)
     if keras.backend.backend() == "torch" and _enabled:
         import torch
 
         # Keras infers PyTorch output shapes on the meta device.
-        if torch.is_grad_enabled() and shared.device.type != "meta":
+        if torch.is_grad_enabled() and parts[0].device.type != "meta":
             outputs = _stacked_reads_function().apply(
-                functools.partial(fn, **static), shared, *tensors
+                functools.partial(fn, **static), several, len(parts), *parts, *tensors
             )
             return outputs[0] if len(outputs) == 1 else outputs
     return fn(plain_read(shared), *tensors, **static)
@@ -166,59 +181,73 @@ def _stacked_reads_function():
 
     class StackedReads(torch.autograd.Function):
         @staticmethod
-        def forward(ctx, fn, shared, *tensors):
-            constant = shared.detach()
+        def forward(ctx, fn, several, num_parts, *inputs):
             reads = []
 
-            def read(x, transpose=False):
-                product = torch.matmul(
-                    x, constant.transpose(-1, -2) if transpose else constant
-                )
-                reads.append((transpose, x, product))
-                return product
+            def reader(index, constant):
+                def read(x, transpose=False):
+                    product = torch.matmul(
+                        x, constant.transpose(-1, -2) if transpose else constant
+                    )
+                    reads.append((index, transpose, x, product))
+                    return product
 
-            inputs = [
-                t.detach().requires_grad_(needs)
-                for t, needs in zip(tensors, ctx.needs_input_grad[2:])
+                return read
+
+            readers = tuple(
+                reader(k, part.detach()) for k, part in enumerate(inputs[:num_parts])
+            )
+            needs = ctx.needs_input_grad[3 + num_parts :]
+            tensors = [
+                t.detach().requires_grad_(grad)
+                for t, grad in zip(inputs[num_parts:], needs)
             ]
             with torch.enable_grad():
-                outputs = fn(read, *inputs)
+                outputs = fn(readers if several else readers[0], *tensors)
             outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-            ctx.graph = (outputs, inputs, reads)
+            ctx.graph = (outputs, tensors, reads, num_parts)
             return tuple(o.detach() for o in outputs)
 
         @staticmethod
         @torch.autograd.function.once_differentiable
         def backward(ctx, *output_grads):
-            outputs, inputs, reads = ctx.graph
+            outputs, tensors, reads, num_parts = ctx.graph
             del ctx.graph
             pairs = [(o, g) for o, g in zip(outputs, output_grads) if o.requires_grad]
             if not pairs:
-                return (None,) * (2 + len(inputs))
-            wanted = [t for t in inputs if t.requires_grad]
-            recorded = [read for read in reads if read[2].requires_grad]
+                return (None,) * (3 + num_parts + len(tensors))
+            wanted = [t for t in tensors if t.requires_grad]
+            recorded = [read for read in reads if read[3].requires_grad]
             grads = torch.autograd.grad(
                 [o for o, _ in pairs],
-                wanted + [product for _, _, product in recorded],
+                wanted + [read[3] for read in recorded],
                 [g for _, g in pairs],
                 allow_unused=True,
             )
-            input_grads = iter(grads[: len(wanted)])
-            lefts, rights = [], []
-            for (transpose, x, _), grad in zip(recorded, grads[len(wanted) :]):
+            tensor_grads = iter(grads[: len(wanted)])
+            # Per tensor read: d shared = sum x^T dP (plain reads) +
+            # sum dP^T x (transposed ones), as one batched product.
+            lefts = [[] for _ in range(num_parts)]
+            rights = [[] for _ in range(num_parts)]
+            for (index, transpose, x, _), grad in zip(recorded, grads[len(wanted) :]):
                 if grad is not None:
                     x = x.detach()
-                    lefts.append(
+                    lefts[index].append(
                         grad.transpose(-1, -2) if transpose else x.transpose(-1, -2)
                     )
-                    rights.append(x if transpose else grad)
-            shared_grad = None
-            if ctx.needs_input_grad[1] and lefts:
-                shared_grad = torch.matmul(torch.cat(lefts, -1), torch.cat(rights, -2))
+                    rights[index].append(x if transpose else grad)
+            part_grads = [
+                torch.matmul(torch.cat(left, -1), torch.cat(right, -2))
+                if left and ctx.needs_input_grad[3 + k]
+                else None
+                for k, (left, right) in enumerate(zip(lefts, rights))
+            ]
             return (
                 None,
-                shared_grad,
-                *(next(input_grads) if t.requires_grad else None for t in inputs),
+                None,
+                None,
+                *part_grads,
+                *(next(tensor_grads) if t.requires_grad else None for t in tensors),
             )
 
     return StackedReads

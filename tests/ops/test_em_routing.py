@@ -1,3 +1,4 @@
+import importlib
 import math
 
 import keras
@@ -13,6 +14,10 @@ from keras_parcaps.ops import (
     routing_backend,
 )
 from tests.backend_utils import gradients
+from tests.markers import on_backend
+
+# The module (`kp.ops.em_routing` is also the function's name).
+em_routing_module = importlib.import_module("keras_parcaps.ops.em_routing")
 
 SCALE = 100.0  # Gritzman's layer norm factor, as documented in em_routing.
 
@@ -333,3 +338,16 @@ def test_fast_and_keras_ops_paths_agree(rng, n_out, iterations):
     for grad_a, grad_b in zip(grads_a, grads_b):
         assert np.abs(grad_b).max() > 0
         np.testing.assert_allclose(grad_a, grad_b, rtol=1e-4, atol=1e-6)
+
+
+@on_backend("torch", "the layout of a transposed view is PyTorch's")
+def test_flattened_votes_are_contiguous_on_pytorch():
+    """Every matrix product over the votes would copy a strided view."""
+    import torch
+
+    votes = torch.randn(2, 3, 7, 5, 16)
+    flat = em_routing_module._flatten(votes)
+    assert flat.is_contiguous()
+    np.testing.assert_array_equal(
+        flat.numpy(), votes.numpy().reshape(6, 7, 5, 16).transpose(0, 2, 1, 3)
+    )

@@ -20,9 +20,35 @@ def _reads(read, first, second):
     )
 
 
+def _reads_pair(reads, first, second, third):
+    """Reads each of two tensors as `_reads` does, both with `first`."""
+    return _reads(reads[0], first, second) + _reads(reads[1], first, third)
+
+
+def _expected(shared, first, second):
+    """`_reads`'s value and gradients (shared, first, second), by hand."""
+    plain = first @ shared
+    transposed = second @ shared.transpose(0, 2, 1)
+    value = 3 * np.sum(plain**2) + np.sum(np.sin(transposed))
+    # d/dP of (3 P^2) is 6 P; d/dT of sin(T) is cos(T).
+    grad_shared = (
+        first.transpose(0, 2, 1) @ (6 * plain)
+        + np.cos(transposed).transpose(0, 2, 1) @ second
+    )
+    return (
+        value,
+        grad_shared,
+        6 * plain @ shared.transpose(0, 2, 1),
+        (np.cos(transposed) @ shared),
+    )
+
+
 class _ReadShared(keras.layers.Layer):
-    def __init__(self, values):
+    """`read_shared` of its first `count` weights, the others the operands."""
+
+    def __init__(self, values, count):
         super().__init__()
+        self.count = count
         self.tensors = []
         for value in values:
             weight = self.add_weight(shape=value.shape, initializer="zeros")
@@ -30,55 +56,51 @@ class _ReadShared(keras.layers.Layer):
             self.tensors.append(weight)
 
     def call(self, x, training=None):
-        shared, first, second = (ops.convert_to_tensor(w) for w in self.tensors)
-        return routing_backend.read_shared(_reads, shared, first, second)
+        tensors = [ops.convert_to_tensor(w) for w in self.tensors]
+        shared, operands = tensors[: self.count], tensors[self.count :]
+        if self.count == 1:
+            return routing_backend.read_shared(_reads, shared[0], *operands)
+        return routing_backend.read_shared(_reads_pair, tuple(shared), *operands)
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-def test_read_shared_gradients_match_numpy(enabled):
-    rng = np.random.default_rng(0)
-    shared = rng.normal(size=(2, 5, 3)).astype("float32")
+def _operands(rng, count):
+    """`count` tensors read (3 and 2 columns), `first`, and one `second` each."""
+    shared = [rng.normal(size=(2, 5, 3 - k)).astype("float32") for k in range(count)]
     first = rng.normal(size=(2, 4, 5)).astype("float32")
-    second = rng.normal(size=(2, 6, 3)).astype("float32")
+    seconds = [rng.normal(size=(2, 6, 3 - k)).astype("float32") for k in range(count)]
+    return shared, first, seconds
+
+
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("enabled", [True, False])
+def test_read_shared_gradients_match_numpy(enabled, count):
+    shared, first, seconds = _operands(np.random.default_rng(0), count)
     routing_backend.set_jit_compile(enabled)
     try:
-        layer = _ReadShared([shared, first, second])
+        layer = _ReadShared([*shared, first, *seconds], count)
         value = float(ops.convert_to_numpy(layer(None)))
-        grad_shared, grad_first, grad_second = gradients(layer, None, lambda y: y)
+        grads = gradients(layer, None, lambda y: y)
     finally:
         routing_backend.set_jit_compile(True)
-
-    plain = first @ shared
-    transposed = second @ shared.transpose(0, 2, 1)
-    expected = np.sum(plain**2) + np.sum(np.sin(transposed)) + 2 * np.sum(plain**2)
-    np.testing.assert_allclose(value, expected, rtol=1e-5)
-    # d/dP of (3 P^2) is 6 P; d/dT of sin(T) is cos(T).
-    np.testing.assert_allclose(
-        grad_shared,
-        first.transpose(0, 2, 1) @ (6 * plain)
-        + np.cos(transposed).transpose(0, 2, 1) @ second,
-        rtol=1e-4,
-        atol=1e-5,
-    )
-    np.testing.assert_allclose(
-        grad_first, 6 * plain @ shared.transpose(0, 2, 1), rtol=1e-4, atol=1e-5
-    )
-    np.testing.assert_allclose(
-        grad_second, np.cos(transposed) @ shared, rtol=1e-4, atol=1e-5
-    )
+    expected = [_expected(s, first, second) for s, second in zip(shared, seconds)]
+    np.testing.assert_allclose(value, sum(e[0] for e in expected), rtol=1e-5)
+    close = {"rtol": 1e-4, "atol": 1e-5}
+    for grad, e in zip(grads[:count], expected):
+        np.testing.assert_allclose(grad, e[1], **close)
+    np.testing.assert_allclose(grads[count], sum(e[2] for e in expected), **close)
+    for grad, e in zip(grads[count + 1 :], expected):
+        np.testing.assert_allclose(grad, e[3], **close)
 
 
-def test_read_shared_without_gradients_reads_plainly():
+@pytest.mark.parametrize("count", [1, 2])
+def test_read_shared_without_gradients_reads_plainly(count):
     """Outside a gradient (inference), `read_shared` is `fn` with plain reads."""
-    rng = np.random.default_rng(1)
-    shared, first, second = (
-        rng.normal(size=shape).astype("float32")
-        for shape in ((2, 5, 3), (2, 4, 5), (2, 6, 3))
+    shared, first, seconds = _operands(np.random.default_rng(1), count)
+    fn = _reads if count == 1 else _reads_pair
+    value = routing_backend.read_shared(
+        fn, shared[0] if count == 1 else tuple(shared), first, *seconds
     )
-    value = routing_backend.read_shared(_reads, shared, first, second)
-    plain = first @ shared
-    transposed = second @ shared.transpose(0, 2, 1)
-    expected = 3 * np.sum(plain**2) + np.sum(np.sin(transposed))
+    expected = sum(_expected(s, first, second)[0] for s, second in zip(shared, seconds))
     np.testing.assert_allclose(float(ops.convert_to_numpy(value)), expected, rtol=1e-5)
 
 
