@@ -94,7 +94,7 @@ def run(fn, *tensors, **static):
     return compiled(*tensors)
 
 
-def _read_function(shared, read_transposed=None):
+def _read_function(shared, read_transposed):
     """`read(x, transpose=False)` of one tensor `shared` `(..., i, c)`."""
 
     def read(x, transpose=False):
@@ -170,12 +170,13 @@ def _stacked_reads_function():
     """The `torch.autograd.Function` behind `read_shared` on PyTorch.
 
     Its forward pass runs `fn` under autograd on detached inputs, with a
-    `read` that records each product (`P = x @ shared` or `x @ shared^T`)
-    and its operand `x`, but gives `shared` no gradient. Its backward pass
-    asks that inner graph for the gradients of the other inputs and of
-    every product, then forms `d shared = sum x^T dP + sum dP^T x` (the
-    first sum over plain reads, the second over transposed ones) as one
-    batched matrix product of the stacked factors.
+    `read` per shared tensor that records each product (`P = x @ shared` or
+    `x @ shared^T`), its operand `x` and which tensor it read, but gives the
+    shared tensors no gradient. Its backward pass asks that inner graph for
+    the gradients of the other inputs and of every product, then forms each
+    shared tensor's `d shared = sum x^T dP + sum dP^T x` (the first sum over
+    its plain reads, the second over its transposed ones) as one batched
+    matrix product of the stacked factors.
     """
     import torch
 
