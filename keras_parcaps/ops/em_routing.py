@@ -16,9 +16,9 @@ activations do not depend on the scale of the poses; and every variance has
 a prior worth `PRIOR_VOTES` votes of that scale, so that an output capsule
 fitted to one or two votes does not collapse to a zero-variance Gaussian
 (see `em_m_step`).
-Each iteration reads the votes through two batched matrix products and
-writes nothing of their size (see `_moments`); the largest intermediates
-are the centered votes and their squares, each the votes' size, made once.
+Each step reads the centered votes and their squares through one batched
+matrix product each and writes nothing of their size (see `_moments`); those
+two, each the votes' size, are the largest intermediates, made once.
 """
 
 import math
@@ -77,10 +77,10 @@ def _moments(votes, eps):
     Returns `(features, center, scale)`: the votes' deviations from their
     unweighted mean over the inputs, `center` `(n, j, D)`, and their
     squares, the pair `(deviations, squares)` of `(n, j, i, D)` tensors,
-    and the mean squared vote `(n, D)`. With them an M-step is one matrix product
-    (`sum_i r V`, `sum_i r V^2`) and an E-step another
-    (`V^2 / 2var - V mu / var`), so no iteration writes a tensor of the
-    votes' size. Centering keeps the expanded variance
+    and the mean squared vote `(n, D)`. With them an M-step is a matrix
+    product with each (`sum_i r V`, `sum_i r V^2`) and an E-step the sum of
+    two more (`V^2 / 2var - V mu / var`), so no iteration writes a tensor of
+    the votes' size. Centering keeps the expanded variance
     `sum_i r V^2 - mu sum_i r V` free of cancellation when the votes sit far
     from zero. The two stay apart: their concatenation was the step's
     largest buffer, twice the votes' size, and under XLA writing it cost
