@@ -1,4 +1,12 @@
-"""A training subprocess killed mid-run and restarted loses only that epoch."""
+"""A training subprocess killed mid-run and restarted loses only that epoch.
+
+Once (PyTorch): what is tested is the command line's run folder (the log
+row written after the epoch's backup and checkpoint, the checkpoints kept,
+the resumed run's files), which does not depend on the backend. Every
+backend's own kill and resume, optimizer state included, is tested by
+tests/training/test_multiprocess.py, and in-process resuming by
+tests/training/test_trainer.py.
+"""
 
 import csv
 import os
@@ -11,6 +19,7 @@ from pathlib import Path
 import keras
 
 import keras_parcaps  # noqa: F401  (registers the custom objects)
+from tests.markers import once
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS = 3, 60
@@ -47,6 +56,7 @@ def _epochs_logged(out_dir):
         return [int(row["epoch"]) for row in csv.DictReader(file)]
 
 
+@once("the run folder's files after a kill; every backend resumes in test_multiprocess")
 def test_killed_run_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(
