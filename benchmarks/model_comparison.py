@@ -171,6 +171,12 @@ def run_one(args):
         model = build_cnn(shape, data.num_classes, **options)
     else:
         model = get_builder(builder, **options)(shape, data.num_classes)
+    if args.cosine_decay:
+        # The model's own optimizer (and its moving average), the schedule
+        # as its learning rate: set before the first step builds it.
+        model.optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
+            float(model.optimizer.learning_rate), args.iterations
+        )
     batches = OnePerClassBatches(
         train,
         steps_per_epoch=args.eval_every,
@@ -226,6 +232,7 @@ def run_one(args):
         "image_size": args.image_size,
         "images_per_class": args.images_per_class,
         "seed": seed,
+        "cosine_decay": args.cosine_decay,
         "params": model.count_params(),
         "iterations": clock["steps"],
         "train_seconds": clock["train"],
@@ -323,6 +330,12 @@ def main():
         default=10**9,
         help="at most this many iterations per network",
     )
+    parser.add_argument(
+        "--cosine-decay",
+        action="store_true",
+        help="every network's learning rate falls from 1e-3 to 0 over --iterations "
+        "(keras.optimizers.schedules.CosineDecay; the paper keeps it constant)",
+    )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument(
@@ -345,6 +358,8 @@ def main():
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--fold", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cosine_decay and args.iterations >= 10**9:
+        parser.error("--cosine-decay decays over --iterations: pass --iterations")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.model is not None:
