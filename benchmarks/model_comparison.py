@@ -128,6 +128,20 @@ def build_cnn(input_shape, num_classes, optimizer="nadam"):
     return compile_model(model, optimizer, loss="categorical_crossentropy")
 
 
+def decay_to_zero(model, iterations):
+    """Makes `model`'s learning rate fall from its value to 0 over `iterations`.
+
+    The model's own optimizer (and its moving average of the weights) stays;
+    the schedule becomes its learning rate, set before the first step
+    builds it (`--cosine-decay`).
+    """
+    import keras
+
+    model.optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
+        float(model.optimizer.learning_rate), iterations
+    )
+
+
 def load(path, image_size):
     from keras_parcaps.data import ImageSet, data_dir, load_class_folders
 
@@ -172,11 +186,7 @@ def run_one(args):
     else:
         model = get_builder(builder, **options)(shape, data.num_classes)
     if args.cosine_decay:
-        # The model's own optimizer (and its moving average), the schedule
-        # as its learning rate: set before the first step builds it.
-        model.optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
-            float(model.optimizer.learning_rate), args.iterations
-        )
+        decay_to_zero(model, args.iterations)
     batches = OnePerClassBatches(
         train,
         steps_per_epoch=args.eval_every,

@@ -28,7 +28,7 @@ import time
 
 import keras
 import numpy as np
-from model_comparison import MODELS, build_cnn, load
+from model_comparison import MODELS, build_cnn, decay_to_zero, load
 
 from keras_parcaps.data import OnePerClassBatches, fold_split, stratified_folds
 from keras_parcaps.training import averaged_weights, get_builder, recalibrate_batch_norm
@@ -75,9 +75,7 @@ def main():
     keras.utils.set_random_seed(args.fold)
     model = build(args, data.num_classes)
     if args.cosine_decay:
-        model.optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(
-            float(model.optimizer.learning_rate), args.iterations
-        )
+        decay_to_zero(model, args.iterations)
     batches = OnePerClassBatches(train, steps_per_epoch=args.every, seed=args.fold)
     exact = OnePerClassBatches(train, steps_per_epoch=64, seed=123)
     x_test = test.images().astype("float32") / 255.0
