@@ -30,9 +30,9 @@ import keras
 import numpy as np
 from model_comparison import MODELS, build_cnn, decay_to_zero, load
 
+from keras_parcaps.callbacks.precise_batch_norm import batch_norm_layers
 from keras_parcaps.data import OnePerClassBatches, fold_split, stratified_folds
 from keras_parcaps.training import averaged_weights, get_builder, recalibrate_batch_norm
-from keras_parcaps.training.trainer import batch_norm_layers
 
 
 def build(args, num_classes):

@@ -13,12 +13,14 @@ from keras_parcaps.models.compiling import (
 from keras_parcaps.models.dr import build_dr, build_parallel_dr
 from keras_parcaps.models.em import build_em, build_parallel_em
 from keras_parcaps.models.em_capsnet import build_em_capsnet
+from keras_parcaps.models.image_classifier import ImageClassifier
 from keras_parcaps.models.model_spec import ModelSpec
 from keras_parcaps.models.resnext import build_resnext50
 from keras_parcaps.models.sabour import SabourCapsNet, build_sabour_capsnet
 
 __all__ = [
     "CATALOGUE",
+    "ImageClassifier",
     "ModelSpec",
     "SabourCapsNet",
     "build_dr",

@@ -9,6 +9,7 @@ from keras_parcaps.layers.em_conv_caps import EMConvCaps
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.models.compiling import compile_model
+from keras_parcaps.models.image_classifier import ImageClassifier
 
 
 def build_em_capsnet(
@@ -100,7 +101,7 @@ def build_em_capsnet(
         **routing,
     )(x)
     scores = ops.take(x, x.shape[-1] - 1, axis=-1)
-    model = keras.Model(inputs, scores, name="em_capsnet")
+    model = ImageClassifier(inputs, scores, name="em_capsnet")
     return compile_model(
         model,
         loss=SpreadLoss(margin=margin),

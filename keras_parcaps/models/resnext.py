@@ -5,6 +5,7 @@ import keras
 from keras_parcaps._checks import check_positive_int
 from keras_parcaps.layers.resnext_block import ResNeXtBlock
 from keras_parcaps.models.compiling import compile_model
+from keras_parcaps.models.image_classifier import ImageClassifier
 from keras_parcaps.models.stem import check_input_shape
 
 # (blocks, [f1, f2, f3]) per stage; cardinality 32, 4 channels per group.
@@ -80,7 +81,7 @@ def build_resnext50(
             )(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="classes")(x)
-    model = keras.Model(inputs, outputs, name="resnext50")
+    model = ImageClassifier(inputs, outputs, name="resnext50")
     return compile_model(
         model,
         loss="categorical_crossentropy",

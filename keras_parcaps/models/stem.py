@@ -6,6 +6,7 @@ from keras_parcaps._checks import check_choice, check_positive_int
 from keras_parcaps.layers.image_centering import ImageCentering
 from keras_parcaps.layers.resnext_block import ResNeXtBlock
 from keras_parcaps.models.compiling import compile_model
+from keras_parcaps.models.image_classifier import ImageClassifier
 
 # The stem halves the image three times: 400x400 -> 50x50.
 STEM_STRIDE = 8
@@ -174,7 +175,8 @@ def compiled_network(inputs, scores, name: str, loss, learning_rate: float):
         learning_rate: Nadam learning rate.
 
     Returns:
-        A `keras.Model` compiled by `compile_model` (Nadam, Acc and WAcc).
+        A `kp.models.ImageClassifier` compiled by `compile_model` (Nadam,
+        Acc and WAcc).
     """
-    model = keras.Model(inputs, scores, name=name)
+    model = ImageClassifier(inputs, scores, name=name)
     return compile_model(model, loss=loss, learning_rate=learning_rate)

@@ -1,5 +1,9 @@
 """Training: iteration epochs, checkpoints, resume, CV and small-data runs."""
 
+from keras_parcaps.callbacks.precise_batch_norm import (
+    batch_norm_layers,
+    recalibrate_batch_norm,
+)
 from keras_parcaps.training import builders, experiments, saving
 from keras_parcaps.training.averaged_weights import averaged_weights
 from keras_parcaps.training.builders import get_builder
@@ -20,12 +24,7 @@ from keras_parcaps.training.experiments import (
 )
 from keras_parcaps.training.run_folder import RunFolder
 from keras_parcaps.training.sharded_predictor import ShardedPredictor
-from keras_parcaps.training.trainer import (
-    batch_norm_layers,
-    compile_for_training,
-    recalibrate_batch_norm,
-    train,
-)
+from keras_parcaps.training.trainer import compile_for_training, train
 
 __all__ = [
     "RunFolder",

@@ -5,8 +5,11 @@ import math
 import keras
 import numpy as np
 
+from keras_parcaps.callbacks.precise_batch_norm import (
+    batch_norm_layers,
+    recalibrate_batch_norm,
+)
 from keras_parcaps.data.sampling import OnePerClassBatches, to_model_input
-from keras_parcaps.training.trainer import batch_norm_layers, recalibrate_batch_norm
 
 # Thresholds of the warnings, with the failures they describe.
 # Inference accuracy this far under the accuracy with exact batch statistics:

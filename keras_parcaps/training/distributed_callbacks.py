@@ -56,9 +56,9 @@ class ShardedValidation(keras.callbacks.Callback):
         self._predictor = None  # a new model (a new KerasTuner trial)
 
     def on_epoch_end(self, epoch, logs=None):
+        from keras_parcaps.callbacks.precise_batch_norm import recalibrate_batch_norm
         from keras_parcaps.data.sampling import to_model_input
         from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
-        from keras_parcaps.training.trainer import recalibrate_batch_norm
 
         if self._predictor is None:
             self._predictor = ShardedPredictor(self.model)

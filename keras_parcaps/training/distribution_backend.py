@@ -492,7 +492,7 @@ def distributed_fit(model, batches):
     """
     backend = keras.backend.backend()
     restore = []
-    from keras_parcaps.training.trainer import batch_norm_layers
+    from keras_parcaps.callbacks.precise_batch_norm import batch_norm_layers
 
     layers = batch_norm_layers(model)
     if backend == "tensorflow":

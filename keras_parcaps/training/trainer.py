@@ -10,132 +10,16 @@ import keras
 import numpy as np
 
 from keras_parcaps._checks import check_positive_int
+from keras_parcaps.callbacks.precise_batch_norm import (
+    PreciseBatchNorm,
+    recalibrate_batch_norm,
+)
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
 from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.training import distribution_backend, saving
-from keras_parcaps.training.averaged_weights import averaged_weights
 from keras_parcaps.training.callbacks import training_callbacks
 from keras_parcaps.training.distributed_callbacks import ShardedValidation
 from keras_parcaps.training.run_folder import RunFolder
-
-
-def batch_norm_layers(model) -> list:
-    """Every `BatchNormalization` layer of `model`, nested ones included.
-
-    Walks sub-models and the layers that layers hold as attributes (such
-    as the branch copies of `ParallelBranch` and the normalizations of
-    `ResNeXtBlock`), which `model.layers` does not list.
-
-    Args:
-        model: A Keras model or layer.
-
-    Returns:
-        The layers, each once, in a stable order.
-
-    Example:
-
-        >>> import keras_parcaps as kp
-        >>> model = kp.models.build_parallel_dr(
-        ...     input_shape=(16, 16, 3), num_classes=2, n_branches=2)
-        >>> # The stem's 1 + 2 blocks x 4, and a block of 4 in each branch.
-        >>> len(batch_norm_layers(model))
-        17
-    """
-    found, seen, stack = [], set(), [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        children = []
-        for value in vars(layer).values():
-            values = value if isinstance(value, (list, tuple)) else [value]
-            children += [v for v in values if isinstance(v, keras.layers.Layer)]
-        stack.extend(reversed(children))
-    return found
-
-
-def recalibrate_batch_norm(
-    model, batches, num_batches: int = 32, group: int = 16
-) -> int:
-    """Sets every BatchNormalization's moving statistics to precise averages.
-
-    Moving averages trail the batch statistics while the weights move; with
-    Keras's momentum of 0.99 they were 5-7% off in variance all through a
-    4,000-iteration run of a parallel DR-CapsNet on real cells, which cost
-    `predict` most of its accuracy. The paper builders use momentum 0.9 and
-    centered inputs so that plain `fit` then `predict` works (see
-    `docs/concepts.md`); this function stays useful to check a model (see
-    `kp.training.diagnose`) or to rescue one trained with other settings.
-    It runs the model in training mode, without any weight update, on
-    `num_batches` training batches (`group` of them concatenated per forward
-    pass) and replaces the moving statistics by the plain average of the
-    batch statistics ("precise BN", Wu & Johnson 2021). Trainable weights
-    are not touched.
-
-    Args:
-        model: A Keras model.
-        batches: A batch sequence such as `OnePerClassBatches` (`x, y`
-            pairs, indexable).
-        num_batches: Training batches to average over.
-        group: Batches concatenated into one forward pass.
-
-    Returns:
-        The number of BatchNormalization layers recalibrated.
-
-    Example:
-
-        >>> model = keras.Sequential(
-        ...     [keras.Input((1,)), keras.layers.BatchNormalization()])
-        >>> x = np.array([[1.0], [2.0], [3.0], [6.0]], "float32")
-        >>> batches = [(x, None), (x + 4, None)]  # any indexable (x, y) pairs
-        >>> recalibrate_batch_norm(model, batches, num_batches=2)
-        1
-        >>> layer = model.layers[0]  # mean and variance of all 8 values
-        >>> keras.ops.convert_to_numpy(layer.moving_mean).tolist()
-        [5.0]
-        >>> keras.ops.convert_to_numpy(layer.moving_variance).tolist()
-        [7.5]
-        >>> layer.momentum  # restored
-        0.99
-    """
-    layers = batch_norm_layers(model)
-    if not layers:
-        return 0
-    momenta = [layer.momentum for layer in layers]
-    try:
-        for k, start in enumerate(range(0, num_batches, group)):
-            stop = min(start + group, num_batches)
-            x = np.concatenate(
-                [batches[i % len(batches)][0] for i in range(start, stop)]
-            )
-            for layer in layers:
-                # A running mean: the k-th pass gets weight 1 / (k + 1).
-                layer.momentum = k / (k + 1)
-            model(x, training=True)
-    finally:
-        for layer, momentum in zip(layers, momenta, strict=True):
-            layer.momentum = momentum
-    return len(layers)
-
-
-class _PreciseBatchNorm(keras.callbacks.Callback):
-    """Recalibrates BatchNormalization before each validation inside `fit`.
-
-    For the weights validation measures: the averaged ones where the
-    optimizer averages (`keras.callbacks.SwapEMAWeights` swaps them in after
-    this callback), which `fit` leaves in the model at its end.
-    """
-
-    def __init__(self, batches):
-        super().__init__()
-        self.batches = batches
-
-    def on_test_begin(self, logs=None):
-        with averaged_weights(self.model):
-            recalibrate_batch_norm(self.model, self.batches)
 
 
 def compile_for_training(model, num_classes: int, learning_rate: float = 1e-3):
@@ -345,10 +229,11 @@ def train(
         verbose: `Model.fit` verbosity (1 shows Keras progress bars).
         callbacks: Extra Keras callbacks.
         recalibrate_bn: Whether to set the BatchNormalization statistics to
-            precise averages over 32 training batches before every
-            validation and after training (`recalibrate_batch_norm`).
-            Default `False`: the paper builders need no such step, so
-            `train` scores what plain `fit` then `predict` gives.
+            precise averages over 32 training batches also before every
+            validation (`recalibrate_batch_norm`), for the weights that
+            validation scores. Training always ends with such statistics
+            (`kp.callbacks.PreciseBatchNorm`), as the `fit` of the
+            builders' `kp.models.ImageClassifier` does.
         images_per_class: Images of each class in a one-per-class batch
             (`batch_size=None`); see `kp.training.replica_batch_multiple`.
         overwrite: Whether to delete what `out_dir` holds and start over.
@@ -443,8 +328,6 @@ def train(
             callbacks=callbacks,
             verbose=verbose,
         )
-        if recalibrate_bn:
-            _recalibrate(model, full_batches)
         saving.save_model(
             model, files.model_path, train_data.class_names, train_data.image_size
         )
@@ -459,12 +342,14 @@ def train(
     return history
 
 
-def _recalibrate(model, batches):
-    """`recalibrate_batch_norm` on this process's model, kept in `model`."""
-    local = distribution_backend.local_model(model)
-    recalibrate_batch_norm(local, batches)
-    if local is not model:
-        model.set_weights(local.get_weights())
+class _LocalPreciseBatchNorm(PreciseBatchNorm):
+    """`PreciseBatchNorm` under data parallelism: on this process's copy."""
+
+    def recalibrate(self):
+        local = distribution_backend.local_model(self.model)
+        recalibrate_batch_norm(local, self.batches, self.num_batches)
+        if local is not self.model:
+            self.model.set_weights(local.get_weights())
 
 
 def _check_learning_rate(learning_rate):
@@ -527,22 +412,27 @@ def _fit(
     """`model.fit` from `initial_epoch`, with the run's callbacks and validation.
 
     Validation runs through `fit` outside data parallelism, through
-    `ShardedValidation` (every replica scoring its share) inside it. With
-    `recalibrate_bn`, BatchNormalization is recalibrated before every
-    validation: on this process's `batches`, or on the global
-    `full_batches` under data parallelism.
+    `ShardedValidation` (every replica scoring its share) inside it. `fit`
+    ends with exact BatchNormalization statistics (`PreciseBatchNorm`); with
+    `recalibrate_bn` they are also set before every validation: on this
+    process's `batches`, or on the global `full_batches` under data
+    parallelism.
     """
     distributed = distribution_backend.in_data_parallel()
-    extra = list(callbacks or [])
     validation = sharded_validation = None
-    if val_data is not None and not distributed:
-        validation = ShuffledBatches(val_data, 32, shuffle=False)
-        if recalibrate_bn:
-            extra.insert(0, _PreciseBatchNorm(batches))
-    if val_data is not None and distributed:
-        sharded_validation = ShardedValidation(
-            val_data, full_batches if recalibrate_bn else None
+    if distributed:
+        precise = _LocalPreciseBatchNorm(full_batches)
+        if val_data is not None:
+            sharded_validation = ShardedValidation(
+                val_data, full_batches if recalibrate_bn else None
+            )
+    else:
+        precise = PreciseBatchNorm(
+            batches, before_validation=recalibrate_bn and val_data is not None
         )
+        if val_data is not None:
+            validation = ShuffledBatches(val_data, 32, shuffle=False)
+    extra = [precise, *(callbacks or [])]
     fit_data = distribution_backend.fit_input(batches, initial_epoch)
     with distribution_backend.distributed_fit(model, batches):
         return model.fit(
