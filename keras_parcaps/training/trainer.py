@@ -343,7 +343,13 @@ def train(
 
 
 class _LocalPreciseBatchNorm(PreciseBatchNorm):
-    """`PreciseBatchNorm` under data parallelism: on this process's copy."""
+    """`PreciseBatchNorm` under data parallelism: on this process's copy, and
+    called by `_fit` once `distributed_fit` has undone its settings (at the
+    end of `fit` the BatchNormalization layers still synchronize their
+    statistics over the replicas)."""
+
+    def on_train_end(self, logs=None):
+        pass
 
     def recalibrate(self):
         local = distribution_backend.local_model(self.model)
@@ -435,7 +441,7 @@ def _fit(
     extra = [precise, *(callbacks or [])]
     fit_data = distribution_backend.fit_input(batches, initial_epoch)
     with distribution_backend.distributed_fit(model, batches):
-        return model.fit(
+        history = model.fit(
             fit_data,
             epochs=epochs,
             initial_epoch=initial_epoch,
@@ -453,3 +459,10 @@ def _fit(
             ),
             verbose=verbose,
         )
+    if distributed:
+        # The last epoch's batches, which `PreciseBatchNorm` reads outside
+        # data parallelism (the run's callbacks move `batches` from epoch to
+        # epoch, not `full_batches`): one process equals several.
+        full_batches.set_epoch(epochs - 1)
+        precise.recalibrate()
+    return history
