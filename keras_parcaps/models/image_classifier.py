@@ -40,10 +40,11 @@ class ImageClassifier(keras.Model):
     Args:
         inputs: The model's input tensors, as for a functional `keras.Model`.
         outputs: The model's output tensors.
+        name: The model's name.
         precise_batch_norm: Training batches the statistics are averaged
             over at the end of `fit`; 0 keeps the moving averages. Default
             32.
-        **kwargs: `keras.Model` keyword arguments, such as `name`.
+        **kwargs: Other `keras.Model` keyword arguments.
 
     Example:
 
@@ -60,8 +61,10 @@ class ImageClassifier(keras.Model):
         True
     """
 
-    def __init__(self, *args, precise_batch_norm: int = 32, **kwargs):
-        super().__init__(*args, **kwargs)
+    # Functional's own positional arguments, so that Keras revives it from
+    # its config as a functional model.
+    def __init__(self, inputs, outputs, name=None, *, precise_batch_norm=32, **kwargs):
+        super().__init__(inputs, outputs, name=name, **kwargs)
         check_positive_int("precise_batch_norm", precise_batch_norm, minimum=0)
         self.precise_batch_norm = precise_batch_norm
 
