@@ -57,8 +57,8 @@ def recalibrate_batch_norm(model, batches, num_batches: int = 32, group=None) ->
     A moving average trails the batch statistics while the weights move,
     and `fit` with an optimizer that averages the weights (`use_ema=True`,
     the `kp.models` default) ends by writing weights that the statistics
-    were never gathered with: on real cells that cost plain `predict` 4-15
-    points of accuracy (docs/concepts.md). This function runs the model in
+    were never gathered with: on real cells that cost plain `predict` up to
+    34 points of accuracy (docs/concepts.md). This function runs the model in
     training mode, without any weight update, on up to `num_batches`
     training batches and replaces the moving statistics by the plain
     average of the batch statistics ("precise BN", Wu & Johnson 2021).
