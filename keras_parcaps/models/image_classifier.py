@@ -7,7 +7,10 @@ import warnings
 import keras
 
 from keras_parcaps._checks import check_positive_int
-from keras_parcaps.callbacks.precise_batch_norm import PreciseBatchNorm
+from keras_parcaps.callbacks.precise_batch_norm import (
+    PreciseBatchNorm,
+    batch_norm_layers,
+)
 
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 
@@ -36,7 +39,7 @@ class ImageClassifier(keras.Model):
     `fit` adds no such callback when its `callbacks` already hold one or
     when `precise_batch_norm=0`; it warns when its data cannot be read twice
     (a generator) and leaves the moving statistics as they are. A model
-    without BatchNormalization is not run again.
+    without BatchNormalization gets no callback.
 
     Args:
         inputs: The model's input tensors, as for a functional `keras.Model`.
@@ -87,7 +90,7 @@ class ImageClassifier(keras.Model):
         ):
             return None
         x = arguments.get("x")
-        if x is None:
+        if x is None or not batch_norm_layers(self):
             return None
         if not PreciseBatchNorm.can_read(x):
             warnings.warn(

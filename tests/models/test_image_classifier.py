@@ -1,3 +1,5 @@
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -122,3 +124,19 @@ def test_the_builders_return_image_classifiers():
     model = kp.models.build_dr(input_shape=(16, 16, 3), num_classes=3)
     assert isinstance(model, ImageClassifier)
     assert model.precise_batch_norm == 32
+
+
+def test_no_step_and_no_warning_without_batch_normalization(rng):
+    x, y = _data(rng, rows=8)
+    inputs = keras.Input((2,))
+    model = ImageClassifier(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+
+    def batches():
+        while True:
+            yield x, y
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(batches(), steps_per_epoch=2, verbose=0)
+    assert not [w for w in caught if "cannot read" in str(w.message)]
