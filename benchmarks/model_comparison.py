@@ -177,6 +177,7 @@ def run_one(args):
 
     from keras_parcaps.data import OnePerClassBatches, fold_split, stratified_folds
     from keras_parcaps.evaluation import evaluate_model
+    from keras_parcaps.models import ImageClassifier
     from keras_parcaps.training import averaged_weights, get_builder
 
     label, builder, options = MODELS[args.model]
@@ -248,9 +249,13 @@ def run_one(args):
 
     # One `fit`, as a user trains: `Budget` ends it.
     epochs = -(-min(args.iterations, 10**6) // args.eval_every)
-    callbacks = [Budget(), Curve(), MovingStatistics()]
+    callbacks = [Budget(), Curve()]
+    if isinstance(model, ImageClassifier):
+        callbacks.append(MovingStatistics())
     model.fit(batches, epochs=epochs, callbacks=callbacks, verbose=0)
     report = evaluate_model(model, test, batch_size=64)
+    if not moving:  # a plain model: `fit` keeps the moving statistics
+        moving = {key: report[key] for key in ("acc", "wacc", "agr")}
     predicted = np.asarray(report["predictions"])
     averaged = evaluate_model(model, test, batch_size=64, average_orientations=True)
     result = {
