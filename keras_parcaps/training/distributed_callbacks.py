@@ -12,6 +12,20 @@ from keras_parcaps.training.averaged_weights import averaged_weights
 from keras_parcaps.training.sharded_predictor import ShardedPredictor
 
 
+def recalibrate_local_copy(model, local, batches, num_batches: int = 32):
+    """Recalibrates BatchNormalization on this process's copy of `model`.
+
+    Under data parallelism a process predicts with its own copy (`local`,
+    from `distribution_backend.local_model` or a `ShardedPredictor`); its
+    new statistics are written back so that `model` saves and reports them.
+    """
+    from keras_parcaps.callbacks.precise_batch_norm import recalibrate_batch_norm
+
+    recalibrate_batch_norm(local, batches, num_batches)
+    if local is not model:
+        model.set_weights(local.get_weights())
+
+
 class MeanLogs(keras.callbacks.Callback):
     """Averages the epoch's training logs over processes (PyTorch DDP).
 
@@ -56,7 +70,6 @@ class ShardedValidation(keras.callbacks.Callback):
         self._predictor = None  # a new model (a new KerasTuner trial)
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_parcaps.callbacks.precise_batch_norm import recalibrate_batch_norm
         from keras_parcaps.data.sampling import to_model_input
         from keras_parcaps.metrics.weighted_accuracy import WeightedAccuracy
 
@@ -67,9 +80,7 @@ class ShardedValidation(keras.callbacks.Callback):
         with averaged_weights(self.model):
             local = self._predictor.refresh()
             if self.recalibrate is not None:
-                recalibrate_batch_norm(local, self.recalibrate)
-                if local is not self.model:
-                    self.model.set_weights(local.get_weights())
+                recalibrate_local_copy(self.model, local, self.recalibrate)
             scores = self._predictor.predict(
                 to_model_input(self.data.images()), batch_size=self.batch_size
             )

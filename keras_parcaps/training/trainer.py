@@ -12,13 +12,15 @@ import numpy as np
 from keras_parcaps._checks import check_positive_int
 from keras_parcaps.callbacks.precise_batch_norm import (
     PreciseBatchNorm,
-    recalibrate_batch_norm,
 )
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
 from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.training import distribution_backend, saving
 from keras_parcaps.training.callbacks import training_callbacks
-from keras_parcaps.training.distributed_callbacks import ShardedValidation
+from keras_parcaps.training.distributed_callbacks import (
+    ShardedValidation,
+    recalibrate_local_copy,
+)
 from keras_parcaps.training.run_folder import RunFolder
 
 
@@ -353,9 +355,7 @@ class _LocalPreciseBatchNorm(PreciseBatchNorm):
 
     def recalibrate(self):
         local = distribution_backend.local_model(self.model)
-        recalibrate_batch_norm(local, self.batches, self.num_batches)
-        if local is not self.model:
-            self.model.set_weights(local.get_weights())
+        recalibrate_local_copy(self.model, local, self.batches, self.num_batches)
 
 
 def _check_learning_rate(learning_rate):
