@@ -108,9 +108,10 @@ def test_other_data_in_a_finished_run_is_refused_byte_for_byte(
 ):
     other = _class_folders(tmp_path / "other", ["EOS", "LYT"])
     before = _files(finished_run)
-    result = _cli("train", *TINY, "--data", other, "--out", finished_run)
-    assert result.returncode == 2
-    line = _error_line(result)
+    code, line = _main_error(
+        ["train", *TINY, "--data", str(other), "--out", str(finished_run)], capsys
+    )
+    assert code == 2
     assert "holds another run" in line and "classes" in line and "EOS" in line
     assert _files(finished_run) == before
     # The same run again: the finished result, nothing trained or re-saved.
@@ -198,11 +199,19 @@ def test_evaluate_averages_orientations(finished_run, tmp_path, capsys):
 def test_evaluate_checks_the_model_classes(finished_run, tmp_path, capsys):
     model_file = finished_run / "model.keras"
     other = _class_folders(tmp_path / "other", ["EOS", "XYZ"])
-    result = _cli(
-        "evaluate", model_file, "--data", other, "--no-agr", "--out", tmp_path / "eval"
+    code, line = _main_error(
+        [
+            "evaluate",
+            str(model_file),
+            "--data",
+            str(other),
+            "--no-agr",
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+        capsys,
     )
-    assert result.returncode == 2
-    line = _error_line(result)
+    assert code == 2
     assert "EOS,XYZ" in line and "NGS,NGB,LYT,MON,EOS,BAS" in line
     assert not (tmp_path / "eval").exists()
     # A subset of the model's classes is evaluated against the model's list.
@@ -321,9 +330,10 @@ def test_bad_images_are_all_named_up_front(tmp_path, capsys):
     whole = (data / "LYT" / "LYT_1.jpg").read_bytes()
     (data / "LYT" / "LYT_1.jpg").write_bytes(whole[: len(whole) // 2])
     out = tmp_path / "out"
-    result = _cli("train", *TINY, "--data", data, "--out", out)
-    assert result.returncode == 2
-    line = _error_line(result)
+    code, line = _main_error(
+        ["train", *TINY, "--data", str(data), "--out", str(out)], capsys
+    )
+    assert code == 2
     assert "2 image(s) cannot be read" in line
     assert "EOS_0.jpg" in line and "LYT_1.jpg" in line and "--on-error skip" in line
     assert not out.exists()
