@@ -112,12 +112,7 @@ CASES = {
 
 
 def _predict(model, inputs):
-    if keras.backend.backend() == "jax":
-        # JAX compiles every op of an eager call on its own: one compiled
-        # `predict` of the whole model costs less (the eight cases' outputs
-        # 34 -> 24 s, one core, 2026-12-03).
-        return model.predict(inputs, batch_size=len(inputs), verbose=0)
-    # A direct call: `predict` would trace each model for one batch.
+    # A direct call: `predict` would compile each model for one batch.
     return np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
 
 
