@@ -10,9 +10,7 @@ import keras
 import numpy as np
 
 from keras_parcaps._checks import check_positive_int
-from keras_parcaps.callbacks.precise_batch_norm import (
-    PreciseBatchNorm,
-)
+from keras_parcaps.callbacks.precise_batch_norm import PreciseBatchNorm
 from keras_parcaps.data.sampling import OnePerClassBatches, ShuffledBatches
 from keras_parcaps.models.compiling import compile_model
 from keras_parcaps.training import distribution_backend, saving
