@@ -2,7 +2,7 @@ import keras
 import pytest
 
 import keras_parcaps as kp
-from tests.markers import builder_configs
+from tests.markers import builder_configs, not_on_backend
 from tests.models.builder_checks import (
     check_trains_saves_loads,
     primary_caps_after_plain_backbone,
@@ -78,6 +78,12 @@ def test_spread_margin_schedule_drives_the_built_loss():
         (kp.models.build_em, dict(capsule_layers=3)),
         (kp.models.build_parallel_em, dict(capsule_layers=2, n_branches=2)),
     ],
+)
+@not_on_backend(
+    "jax",
+    "checking each EM network took 22-23 s there in the suite (its last "
+    "backend); its layers are checked on JAX in tests/layers, and the plain "
+    "backbone trains there in tests/models/test_dr.py",
 )
 def test_plain_backbone_replaces_the_stem_and_blocks(builder, kwargs):
     model = builder(input_shape=SMALL, num_classes=3, backbone="plain", **kwargs)
