@@ -7,6 +7,7 @@ every engine need every process in every call).
 import keras
 import numpy as np
 
+from keras_parcaps.callbacks.precise_batch_norm import recalibrate_batch_norm
 from keras_parcaps.training import distribution_backend
 from keras_parcaps.training.averaged_weights import averaged_weights
 from keras_parcaps.training.sharded_predictor import ShardedPredictor
@@ -19,8 +20,6 @@ def recalibrate_local_copy(model, local, batches, num_batches: int = 32):
     from `distribution_backend.local_model` or a `ShardedPredictor`); its
     new statistics are written back so that `model` saves and reports them.
     """
-    from keras_parcaps.callbacks.precise_batch_norm import recalibrate_batch_norm
-
     recalibrate_batch_norm(local, batches, num_batches)
     if local is not model:
         model.set_weights(local.get_weights())

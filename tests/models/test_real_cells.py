@@ -57,6 +57,7 @@ pytestmark = [
 
 SIZE = 32
 ITERATIONS = 300
+STEPS_PER_EPOCH = 100  # iterations are counted in epochs of this many
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +95,10 @@ def test_plain_fit_then_predict_learns_real_cells(cells, builder, options, itera
     model = getattr(kp.models, builder)(
         input_shape=(SIZE, SIZE, 3), num_classes=train.num_classes, **options
     )
-    batches = OnePerClassBatches(train, steps_per_epoch=100, images_per_class=2)
-    model.fit(batches, epochs=iterations // 100, verbose=0)
+    batches = OnePerClassBatches(
+        train, steps_per_epoch=STEPS_PER_EPOCH, images_per_class=2
+    )
+    model.fit(batches, epochs=iterations // STEPS_PER_EPOCH, verbose=0)
     predicted = model.predict(to_model_input(test.images()), verbose=0).argmax(-1)
     accuracy = float(np.mean(predicted == test.labels))
     majority = np.bincount(test.labels).max() / len(test)

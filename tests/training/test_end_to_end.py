@@ -3,8 +3,8 @@
 Runs on PyTorch only, the cheapest backend for it here (2026-12-01, one
 thread, another job on the second core, then at 64x64): 91 s with oneDNN,
 which a user's model runs on (tests/conftest.py, `_user_kernels`), 130 s
-without it, against 174-207 s on TensorFlow. The other backends are covered by the
-fast tests of the same code.
+without it, against 174-207 s on TensorFlow. The other backends are covered
+by the fast tests of the same code.
 """
 
 import numpy as np
@@ -18,9 +18,9 @@ from tests.markers import on_backend
 # A 2-layer parallel DR-CapsNet with 4 branches (the demo's network with
 # `--capsule-layers 2`), trained with ordinary shuffled batches: the test set
 # keeps the natural class balance, and so does the training here. At 32x32
-# the run costs about a third of its time at 64x64 (60-70 s against 173 s in
-# the suite, 2026-12-03); held-out Acc 0.686, 0.657 and 0.700 for seeds 0-2
-# against the majority class's 0.586 (70 images).
+# it took 69-92 s in two whole-suite runs (2026-12-03), at 64x64 173 s
+# (session 17's); held-out Acc 0.686, 0.657 and 0.700 for seeds 0-2 against
+# the majority class's 0.586 (70 images).
 SIZE, EPOCHS, STEPS, BATCH = 32, 4, 30, 16
 
 pytestmark = [
