@@ -1,6 +1,12 @@
 """Parameter counts at the paper's 400x400 input against Table 1's NPar.
 
-Building only: the models are never called, so this stays cheap.
+Building only: the models are never called. Once per `make test` (PyTorch,
+`tests.markers.once`): a count is the sum of the shapes our layers pass to
+`add_weight`, the same code on every backend, and allocating and
+initializing these 3-77M-parameter networks cost TensorFlow and JAX about
+50 s each (whole-suite timings, 2026-12-03). Every builder is built on every
+backend in test_dr.py, test_em.py and test_resnext.py, and trained, saved and
+reloaded on at least two.
 """
 
 import gc
@@ -9,6 +15,7 @@ import keras
 import pytest
 
 import keras_parcaps as kp
+from tests.markers import once
 
 # (builder, options, paper's NPar, tolerance)
 ROWS = [
@@ -29,11 +36,11 @@ ROWS = [
     ROWS,
     ids=[f"{b}-{'-'.join(f'{k}{v}' for k, v in o.items())}" for b, o, _, _ in ROWS],
 )
+@once("a parameter count is the sum of our layers' weight shapes")
 def test_table1_parameter_count(builder, options, paper, tolerance):
-    build = getattr(kp.models, builder, None)
-    if build is None:
-        pytest.skip(f"kp.models.{builder} is not available yet")
-    model = build(input_shape=(400, 400, 3), num_classes=15, **options)
+    model = getattr(kp.models, builder)(
+        input_shape=(400, 400, 3), num_classes=15, **options
+    )
     count = model.count_params()
     del model
     keras.backend.clear_session()

@@ -18,16 +18,16 @@ from tests.markers import on_backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BACKEND = keras.backend.backend()
-# Two CPU devices on JAX and TensorFlow (see mirrored_step.py); one on torch.
+# Two CPU devices on JAX and TensorFlow (see two_devices_cli.py); one on torch.
 TWO_DEVICES = {
     "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
     "TF_CPP_MIN_LOG_LEVEL": "3",
 }
 
 
-def _run_two_devices(*args):
+def _run_cli_on_two_devices(*args):
     result = subprocess.run(
-        [sys.executable, "-m", "tests.training.mirrored_step", *args],
+        [sys.executable, "-m", "tests.training.two_devices_cli", *args],
         cwd=ROOT,
         env={**os.environ, **TWO_DEVICES},
         capture_output=True,
@@ -135,8 +135,7 @@ def test_cli_distribute_splits_batches_evenly(tmp_path):
             pixels = rng.integers(0, 255, size=(24, 24, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(tmp_path / code / f"{i}.png")
     out = tmp_path / "run"
-    _run_two_devices(
-        "cli",
+    _run_cli_on_two_devices(
         "train",
         "--data",
         str(tmp_path),
@@ -161,15 +160,3 @@ def test_cli_distribute_splits_batches_evenly(tmp_path):
     assert (run["images_per_class"] * 3) % devices == 0
     assert (out / "model.keras").is_file()
     assert json.loads((out / "report.json").read_text())["n"] == 3
-
-
-@on_backend(
-    "tensorflow",
-    "tf.distribute.MirroredStrategy is the TensorFlow backend's engine "
-    "(JAX's DataParallel is tested above; torch has none in Keras 3)",
-)
-def test_mirrored_strategy_trains_parallel_dr():
-    out = json.loads(_run_two_devices().strip().splitlines()[-1])
-    assert out["devices"] == 2 and out["replicas"] == 2
-    assert all(np.isfinite(out["losses"]))
-    assert out["moved"] > 1e-4

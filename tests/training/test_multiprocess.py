@@ -47,7 +47,9 @@ RMS_DIFF = 1e-5
 # devices is not computed exactly like the whole batch on one: on JAX, after
 # 4 SGD steps, the validation loss of this network was 0.17078 against
 # 0.17112 (measured), in one process as in two, while the 2 processes equal
-# the one with 2 devices to float32 noise.
+# the one with 2 devices to float32 noise. That reference is also the test
+# of the backend's single-process engine (`tf.distribute.MirroredStrategy`,
+# `keras.distribution.DataParallel`) training `build_parallel_dr`.
 REFERENCE_ARGS = [] if BACKEND == "torch" else ["--cpu-devices", "2"]
 # Seconds a launch may take on a loaded 2-core machine.
 LAUNCH_TIMEOUT = 300
@@ -117,7 +119,11 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
         os.kill(int((pids / "1").read_text()), signal.SIGKILL)
     finally:
         _stop(first, pids)
-    _wait(reference_run, LAUNCH_TIMEOUT)
+    (reference_out,) = _wait(reference_run, LAUNCH_TIMEOUT)
+    reference_devices = json.loads(reference_out.strip().splitlines()[-1])["devices"]
+    if REFERENCE_ARGS:  # data-parallel in one process: MirroredStrategy, DataParallel
+        assert reference_devices.startswith("1 process, 2 devices"), reference_devices
+        assert "2 replicas in all" in reference_devices, reference_devices
     assert [row["epoch"] for row in _log(multi)] == ["0"]
     assert not (multi / "model.keras").exists()
     assert (multi / "run.lock").exists()  # left by the killed chief
