@@ -99,6 +99,8 @@ def run_case(case, args, out):
         "--image-size",
         str(args.image_size),
         "--no-validation",
+        "--backbone",
+        "paper",
     ]
     env = {**os.environ, **_device_env(device), "PYTHONPATH": str(ROOT)}
     single_dir = out / f"{backend}_{device}_single"

@@ -7,15 +7,21 @@ Each backend runs `python -m pytest tests` in its own process with
 `KERAS_BACKEND` set. On a small CPU machine the backends share the cores
 better than one backend's intra-op threads do (most test steps are too small
 to split), so each process gets one thread (`--threads`) and up to `--jobs`
-run at once. Every backend's output goes to `<log-dir>/<backend>.log` and
-is printed, whole, when that backend finishes; the exit status is non-zero
-when any backend fails, and a last table gives each backend's wall time.
+run at once. A backend given `--workers BACKEND=N` runs its test files in N
+pytest-xdist processes (`-n N --dist loadfile`), which share the cores with
+the other backends: the backend that needs the most CPU time no longer runs
+alone at the end. The processes of a run share one JAX compilation cache.
+Every backend's output goes to `<log-dir>/<backend>.log` and is printed,
+whole, when that backend finishes; the exit status is non-zero when any
+backend fails, and a last table gives each backend's wall time.
 """
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +29,11 @@ BACKENDS = ("tensorflow", "jax", "torch")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _environment(backend, threads):
+def _environment(backend, threads, jax_cache):
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONUNBUFFERED="1")
+    # Every JAX process of the run (the JAX tests' workers, the subprocesses
+    # that load or train on JAX) reads the programs the others compiled.
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", jax_cache)
     if threads:
         n = str(threads)
         env.update(
@@ -59,11 +68,19 @@ def main(argv=None) -> int:
         default=1,
         help="intra-op threads per backend (0: the default)",
     )
+    parser.add_argument(
+        "--workers",
+        nargs="*",
+        default=[],
+        metavar="BACKEND=N",
+        help="pytest-xdist processes for a backend's tests (default: 1 each)",
+    )
     parser.add_argument("--log-dir", default=str(ROOT / ".test-logs"))
     parser.add_argument(
         "pytest_args", nargs="*", help="arguments for pytest, after `--`"
     )
     args = parser.parse_args(argv)
+    workers = _workers(parser, args.workers)
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     pytest_args = args.pytest_args or ["-q"]
@@ -73,16 +90,31 @@ def main(argv=None) -> int:
         if not arg.startswith("-")
     ):
         pytest_args = [*pytest_args, "tests"]  # the whole suite unless told
-    command = [sys.executable, "-m", "pytest", *pytest_args]
+    commands = {
+        backend: [
+            sys.executable,
+            "-m",
+            "pytest",
+            *(
+                ["-n", str(workers[backend]), "--dist", "loadfile"]
+                if workers.get(backend, 1) > 1
+                else []
+            ),
+            *pytest_args,
+        ]
+        for backend in args.backends
+    }
     waiting = list(args.backends)
     running, results = {}, {}
+    jax_cache = tempfile.mkdtemp(prefix="parcaps-jax-cache-")
     start = time.perf_counter()
     try:
-        _run(command, args, log_dir, waiting, running, results)
+        _run(commands, args, jax_cache, log_dir, waiting, running, results)
     finally:
         for process, log, _ in running.values():  # interrupted: stop the rest
             process.terminate()
             log.close()
+        shutil.rmtree(jax_cache, ignore_errors=True)
     print("\n| backend | exit | wall min |\n| --- | --- | --- |")
     for backend in args.backends:
         code, seconds = results[backend]
@@ -94,18 +126,31 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
-def _run(command, args, log_dir, waiting, running, results):
+def _workers(parser, values):
+    workers = {}
+    for value in values:
+        backend, _, count = value.partition("=")
+        if backend not in BACKENDS or not count.isdigit() or int(count) < 1:
+            parser.error(
+                f"--workers takes BACKEND=N with BACKEND one of {', '.join(BACKENDS)}"
+                f" and N >= 1; got {value!r}"
+            )
+        workers[backend] = int(count)
+    return workers
+
+
+def _run(commands, args, jax_cache, log_dir, waiting, running, results):
     while waiting or running:
         while waiting and len(running) < max(args.jobs, 1):
             backend = waiting.pop(0)
             log = open(log_dir / f"{backend}.log", "w")
             print(f"=== KERAS_BACKEND={backend}: started ({log.name})", flush=True)
             process = subprocess.Popen(
-                command,
+                commands[backend],
                 cwd=ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_environment(backend, args.threads),
+                env=_environment(backend, args.threads, jax_cache),
             )
             running[backend] = (process, log, time.perf_counter())
         time.sleep(0.5)
