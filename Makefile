@@ -1,15 +1,15 @@
 # Two commands do everything on a fresh machine:
 #   make demo   train and evaluate a parallel capsule network (DATA=dir for real data)
 #   make test   run the whole test suite once per backend (TensorFlow, JAX, PyTorch),
-#               the backends side by side (TEST_JOBS=1: one after another), JAX's
-#               tests in two processes (TEST_WORKERS="": one per backend)
+#               the backends side by side (TEST_JOBS=1: one after another), each
+#               backend's tests in two processes (TEST_WORKERS="": one each)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
 TEST_JOBS ?= 3
-TEST_WORKERS ?= jax=2
+TEST_WORKERS ?= tensorflow=2 jax=2 torch=2
 DATA ?=
 DEMO_ARGS ?=
 
@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml ci/constraints.txt
 
 venv: $(VENV)/.installed
 
-# Every backend runs, each in its own process (JAX in two) with one thread, and the target
+# Every backend runs, each in two processes of one thread (TEST_WORKERS), and the target
 # fails if any backend fails; the logs are also in .test-logs/<backend>.log.
 test: venv
 	$(PY) ci/test_backends.py --backends $(BACKENDS) --jobs $(TEST_JOBS) \

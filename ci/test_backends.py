@@ -7,10 +7,11 @@ Each backend runs `python -m pytest tests` in its own process with
 `KERAS_BACKEND` set. On a small CPU machine the backends share the cores
 better than one backend's intra-op threads do (most test steps are too small
 to split), so each process gets one thread (`--threads`) and up to `--jobs`
-run at once. A backend given `--workers BACKEND=N` runs its test files in N
-pytest-xdist processes (`-n N --dist loadfile`), which share the cores with
-the other backends: the backend that needs the most CPU time no longer runs
-alone at the end. The processes of a run share one JAX compilation cache.
+run at once. A backend given `--workers BACKEND=N` runs its tests in N
+pytest-xdist processes (`-n N --dist worksteal`: each takes half of the
+tests in order and takes over half of another's remaining tests when it
+runs out), so no backend finishes alone on one core while the other core
+idles. The processes of a run share one JAX compilation cache.
 Every backend's output goes to `<log-dir>/<backend>.log` and is printed,
 whole, when that backend finishes; the exit status is non-zero when any
 backend fails, and a last table gives each backend's wall time.
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
             "-m",
             "pytest",
             *(
-                ["-n", str(workers[backend]), "--dist", "loadfile"]
+                ["-n", str(workers[backend]), "--dist", "worksteal"]
                 if workers.get(backend, 1) > 1
                 else []
             ),
