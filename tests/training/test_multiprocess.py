@@ -36,7 +36,8 @@ BACKEND = keras.backend.backend()
 # float32 noise of about 1e-9 in the weights, except where a gradient
 # element is itself near zero, where Nadam (which divides by the gradient's
 # running magnitude) turns that noise into a visible step. Measured on
-# torch after the 4 steps: largest difference 8.6e-5, 0.08% of the 1.2M
+# torch after the 4 steps (with the paper's stem, before the plain backbone
+# of multiprocess_run.py): largest difference 8.6e-5, 0.08% of the 1.2M
 # elements above 1e-6, root mean square 1.6e-7 (a step moves a typical
 # weight by 1e-3).
 MAX_DIFF = 1e-3
