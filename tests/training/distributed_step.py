@@ -18,16 +18,7 @@ from keras_parcaps.training.distribution_backend import (  # noqa: E402
     data_parallel,
     list_devices,
 )
-
-
-def _two_cpu_devices():
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-        )
+from tests.training.two_devices_cli import two_cpu_devices  # noqa: E402
 
 
 def _model():
@@ -40,7 +31,7 @@ def _model():
 
 
 def main():
-    _two_cpu_devices()
+    two_cpu_devices()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 8, 8, 3)).astype("float32")
     y = keras.utils.to_categorical(np.arange(10) % 5, 5)
