@@ -5,6 +5,7 @@ import math
 import shutil
 import tempfile
 import warnings
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -390,15 +391,18 @@ def _process_files(run):
     Every process runs the same saving code: on JAX, saving distributed
     variables takes part in collectives (a save on the chief alone left the
     processes' collectives out of step: gloo "collective mismatch"). The
-    others save into a scratch folder that `train` deletes at the end.
+    others save into a scratch folder that `train` deletes at the end. Its
+    name comes from the run's folder and the process, so a process killed
+    before that leaves one folder behind, which its resumed run clears.
     """
     if distribution_backend.is_chief():
         return run
-    return RunFolder(
-        tempfile.mkdtemp(
-            prefix=f"parcaps_process{distribution_backend.process_index()}_"
-        )
-    )
+    index = distribution_backend.process_index()
+    key = hashlib.sha1(str(run.path.resolve()).encode()).hexdigest()[:12]
+    scratch = Path(tempfile.gettempdir()) / f"parcaps_process{index}_{key}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    return RunFolder(scratch)
 
 
 def _fit(

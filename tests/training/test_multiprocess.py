@@ -14,8 +14,9 @@ a small `build_parallel_dr` for 4 steps (2 epochs of 2) on global batches of
 
 The resumed two-process run must end with the single-process weights
 (within `MAX_DIFF` and `RMS_DIFF`), the chief alone must have written the
-checkpoints, the log and `model.keras`, and the validation and evaluation
-must equal the single process's. One test does all of it: every launch
+checkpoints, the log and `model.keras`, the restart must have deleted the
+scratch folder the killed process left in the temporary folder, and the
+validation and evaluation must equal the single process's. One test does all of it: every launch
 costs a fresh interpreter and a compilation per process.
 """
 
@@ -95,10 +96,15 @@ def _weights(path):
 @pytest.mark.slow
 def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     single, multi, pids = tmp_path / "single", tmp_path / "multi", tmp_path / "pids"
+    scratch = tmp_path / "tmp"  # the processes' temporary folder
     pids.mkdir()
+    scratch.mkdir()
     # JAX: the restarted processes read their programs from the first ones'
     # persistent compilation cache.
-    env = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache")}
+    env = {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "TMPDIR": str(scratch),
+    }
     first = launch(
         2,
         [str(multi), "--pause", "600"],
@@ -128,6 +134,8 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     assert [row["epoch"] for row in _log(multi)] == ["0"]
     assert not (multi / "model.keras").exists()
     assert (multi / "run.lock").exists()  # left by the killed chief
+    # The killed process 1 left its scratch copy of the run behind.
+    assert len(list(scratch.glob("parcaps_process1_*"))) == 1
 
     outputs = _wait(launch(2, [str(multi)], free_port(), BACKEND, env), LAUNCH_TIMEOUT)
     # One JSON line per process (torchrun gathers both in its own output).
@@ -153,6 +161,8 @@ def test_two_processes_equal_one_and_resume_after_a_kill(tmp_path):
     ]
     assert json.loads((multi / "run.json").read_text())["processes"] == 2
     assert not (multi / "run.lock").exists()
+    # Its restart took the same scratch folder over and deleted it.
+    assert not list(scratch.glob("parcaps_process*"))
 
     model, weights = _weights(multi / "model.keras")
     _, expected = _weights(single / "model.keras")
