@@ -59,7 +59,8 @@ class RunFolder:
     Example:
 
         >>> import tempfile
-        >>> path = tempfile.mkdtemp()
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = tmp.name
         >>> with RunFolder(path) as run:
         ...     run.start({"seed": 0, "learning_rate": 1e-3})
         ...     run.checkpoints()

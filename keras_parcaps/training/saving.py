@@ -45,7 +45,8 @@ def write_text(path, text: str) -> None:
     Example:
 
         >>> import pathlib, tempfile
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "run.json"
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "run.json"
         >>> write_text(path, '{"epochs": 2}')
         >>> path.read_text(), [p.name for p in path.parent.iterdir()]
         ('{"epochs": 2}', ['run.json'])
@@ -87,7 +88,8 @@ def save_model(model, path, class_names=None, image_size=None) -> None:
         >>> import keras, pathlib, tempfile
         >>> model = keras.Sequential([keras.Input((4, 4, 3)),
         ...                           keras.layers.GlobalAveragePooling2D()])
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.keras"
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(tmp.name) / "model.keras"
         >>> save_model(model, path, class_names=["LYT", "NGS", "MON"],
         ...            image_size=(4, 4))
         >>> read_metadata(path)

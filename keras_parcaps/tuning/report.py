@@ -106,7 +106,8 @@ def write_trials_csv(rows, path) -> Path:
 
         >>> import tempfile, pathlib
         >>> row = {"trial_id": "0", "kind": "dr", "branches": 4, "val_wacc": 0.6}
-        >>> path = write_trials_csv([row], pathlib.Path(tempfile.mkdtemp()) / "t.csv")
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = write_trials_csv([row], pathlib.Path(tmp.name) / "t.csv")
         >>> path.read_text().splitlines()[1]
         ',0,,dr,,4,,,,,0.6,,'
     """
@@ -169,7 +170,8 @@ def plot_branch_search(rows, path, title: str | None = None) -> Path:
         ...      "branches": n, "val_wacc": wacc}
         ...     for n, wacc in ((1, 0.70), (4, 0.72), (12, 0.75))
         ... ]
-        >>> path = plot_branch_search(rows, pathlib.Path(tempfile.mkdtemp()) / "f.png")
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = plot_branch_search(rows, pathlib.Path(tmp.name) / "f.png")
         >>> path.stat().st_size > 0
         True
     """

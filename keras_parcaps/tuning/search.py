@@ -82,7 +82,8 @@ def make_tuner(
         >>> hypermodel = ParallelCapsHyperModel(
         ...     "dr", input_shape=(16, 16, 3), num_classes=3, branches=(1, 1),
         ...     capsule_layers=[2])
-        >>> tuner = make_tuner(hypermodel, tempfile.mkdtemp(), "dr", max_trials=3)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> tuner = make_tuner(hypermodel, tmp.name, "dr", max_trials=3)
         >>> tuner.oracle.objective.name, tuner.oracle.max_trials
         ('val_wacc', 3)
     """
