@@ -16,8 +16,9 @@ The resumed two-process run must end with the single-process weights
 (within `MAX_DIFF` and `RMS_DIFF`), the chief alone must have written the
 checkpoints, the log and `model.keras`, the restart must have deleted the
 scratch folder the killed process left in the temporary folder, and the
-validation and evaluation must equal the single process's. One test does all of it: every launch
-costs a fresh interpreter and a compilation per process.
+validation and evaluation must equal the single process's. One test does
+all of it: every launch costs a fresh interpreter and a compilation per
+process.
 """
 
 import csv
