@@ -6,9 +6,10 @@ single-device step on the same global batch, and the device count.
 """
 
 import json
-import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+from tests.training.cpu_devices import split_cpu
+
+split_cpu(2)  # before keras starts JAX or TensorFlow
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -18,7 +19,6 @@ from keras_parcaps.training.distribution_backend import (  # noqa: E402
     data_parallel,
     list_devices,
 )
-from tests.training.two_devices_cli import two_cpu_devices  # noqa: E402
 
 
 def _model():
@@ -31,7 +31,6 @@ def _model():
 
 
 def main():
-    two_cpu_devices()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(10, 8, 8, 3)).astype("float32")
     y = keras.utils.to_categorical(np.arange(10) % 5, 5)

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.training.cpu_devices import split_cpu
+
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS, IMAGES_PER_CLASS = 2, 2, 2
 
@@ -130,20 +132,9 @@ def main(argv):
     )
     args = parser.parse_args(argv)
     if args.cpu_devices:
-        # Before JAX or TensorFlow start.
-        os.environ["XLA_FLAGS"] = (
-            f"--xla_force_host_platform_device_count={args.cpu_devices}"
-        )
+        split_cpu(args.cpu_devices)
 
     import keras
-
-    if args.cpu_devices and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        (cpu,) = tf.config.list_physical_devices("CPU")
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * args.cpu_devices
-        )
 
     import keras_parcaps as kp
     from keras_parcaps.training import saving

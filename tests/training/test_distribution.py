@@ -18,18 +18,13 @@ from tests.markers import on_backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BACKEND = keras.backend.backend()
-# Two CPU devices on JAX and TensorFlow (see two_devices_cli.py); one on torch.
-TWO_DEVICES = {
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-}
 
 
 def _run_cli_on_two_devices(*args):
     result = subprocess.run(
         [sys.executable, "-m", "tests.training.two_devices_cli", *args],
         cwd=ROOT,
-        env={**os.environ, **TWO_DEVICES},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
         timeout=600,
@@ -44,15 +39,10 @@ def _run_cli_on_two_devices(*args):
     "test_multiprocess.py)",
 )
 def test_data_parallel_step_equals_single_device_step():
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-    }
     result = subprocess.run(
         [sys.executable, "-m", "tests.training.distributed_step"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
         timeout=600,
