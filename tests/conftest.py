@@ -139,15 +139,7 @@ def _fast_jax_random_compilation():
     the tests' models was most of the JAX suite's time. Only the random
     streams change (docs/getting-started.md).
     """
-    os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
-    if keras.backend.backend() != "jax":
-        return
-    import jax
-
-    jax.config.update(
-        "jax_threefry_partitionable",
-        os.environ["JAX_THREEFRY_PARTITIONABLE"].lower() in ("1", "true"),
-    )
+    _jax_flag("JAX_THREEFRY_PARTITIONABLE", "jax_threefry_partitionable", "0")
 
 
 def _quick_jax_compilation():
@@ -163,15 +155,17 @@ def _quick_jax_compilation():
     busy elsewhere, 2026-12-03. Set in the environment under every backend,
     as above. Benchmarks and users keep JAX's default.
     """
-    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    _jax_flag("JAX_DISABLE_MOST_OPTIMIZATIONS", "jax_disable_most_optimizations", "1")
+
+
+def _jax_flag(variable, option, default):
+    """JAX's boolean `option` from `$variable` (set to `default` if unset)."""
+    os.environ.setdefault(variable, default)
     if keras.backend.backend() != "jax":
         return
     import jax
 
-    jax.config.update(
-        "jax_disable_most_optimizations",
-        os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"].lower() in ("1", "true"),
-    )
+    jax.config.update(option, os.environ[variable].lower() in ("1", "true"))
 
 
 def _share_jax_compilations(config):
