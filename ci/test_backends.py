@@ -45,10 +45,7 @@ def _environment(backend, threads, jax_cache):
         )
         if threads == 1:
             flags = env.get("XLA_FLAGS", "")
-            env["XLA_FLAGS"] = (
-                f"{flags} --xla_cpu_multi_thread_eigen=false "
-                "intra_op_parallelism_threads=1"
-            ).strip()
+            env["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
     return env
 
 

@@ -14,8 +14,9 @@ def split_cpu(count: int) -> None:
     Args:
         count: Number of devices.
     """
+    # First: XLA stops reading `XLA_FLAGS` at a word that is not a flag.
     flag = f"--xla_force_host_platform_device_count={count}"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    os.environ["XLA_FLAGS"] = f"{flag} {os.environ.get('XLA_FLAGS', '')}".strip()
     import keras
 
     if keras.backend.backend() == "tensorflow":
