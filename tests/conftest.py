@@ -116,6 +116,30 @@ def _user_kernels(request):
         torch.backends.mkldnn.enabled = previous
 
 
+@pytest.fixture(autouse=True)
+def _optimized_xla(request):
+    """XLA's optimizations on JAX for the tests marked `optimized_xla`.
+
+    The tests compile without them (`_quick_jax_compilation`), except those
+    whose programs run long enough to repay them: Sabour's CapsNet, whose
+    9x9 convolutions made its fit-and-reload test take 49.9 CPU-seconds
+    without them against 12.3-13.8 with (its mixed-precision step 24.5
+    against 10.1-13.2; whole suites, 2026-12-03).
+    """
+    if keras.backend.backend() != "jax" or not request.node.get_closest_marker(
+        "optimized_xla"
+    ):
+        yield
+        return
+    import jax
+
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        _quick_jax_compilation()
+
+
 def pytest_configure(config):
     _torch_without_onednn()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

@@ -102,6 +102,7 @@ def _check_routing_weights(model, policy):
     return len(layers)
 
 
+@pytest.mark.optimized_xla  # on JAX, Sabour's CapsNet alone
 @pytest.mark.parametrize("policy, name", CASES, indirect=["policy"])
 def test_builder_mixed_precision(policy, name):
     build, input_shape, options = BUILDERS[name]

@@ -35,6 +35,7 @@ def test_reconstruction_loss_is_added(rng):
     assert not build_sabour_capsnet(reconstruction=False).losses
 
 
+@pytest.mark.optimized_xla
 def test_fit_with_labels_masks_by_label(rng, tmp_path):
     model = build_sabour_capsnet(num_classes=3)
     x = rng.uniform(size=(4, 28, 28, 1)).astype("float32")
