@@ -293,13 +293,14 @@ def train(
         settings["images_per_class"] = None  # not a setting of shuffled batches
     fingerprint = {**_fingerprint(model, train_data, **settings), **(fingerprint or {})}
     run = RunFolder(out_dir)
-    files = _process_files(run)
     if not distribution_backend.is_chief():
         verbose = 0
     # The chief alone locks the folder and writes into it; `on_chief` tells
-    # the others whether it could.
+    # the others whether it could. A refused job touches no scratch folder.
     distribution_backend.on_chief(run.lock)
+    files = run
     try:
+        files = _process_files(run)
         distribution_backend.on_chief(
             lambda: run.start(
                 fingerprint,
