@@ -24,7 +24,6 @@ def _run_cli_on_two_devices(*args):
     result = subprocess.run(
         [sys.executable, "-m", "tests.training.two_devices_cli", *args],
         cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
         timeout=600,
@@ -42,7 +41,6 @@ def test_data_parallel_step_equals_single_device_step():
     result = subprocess.run(
         [sys.executable, "-m", "tests.training.distributed_step"],
         cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,
         text=True,
         timeout=600,
