@@ -340,6 +340,42 @@ def test_fast_and_keras_ops_paths_agree(rng, n_out, iterations):
         np.testing.assert_allclose(grad_a, grad_b, rtol=1e-4, atol=1e-6)
 
 
+def _numpy_objective(V, a, beta_a, beta_u, iterations):
+    """`_Routing`'s value, from the numpy Procedure 1 (float64)."""
+    pose, act = numpy_em_routing(V, a, beta_a, beta_u, iterations)
+    return np.sum(pose**2) + 10 * np.sum(act * (1.0 + np.arange(act.shape[-1])))
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_gradients_match_finite_differences_of_numpy(rng, iterations):
+    """Every input's gradient against central differences of the numpy
+    Procedure 1 in float64. The routing stops the gradient at the votes'
+    center, since its result does not depend on it; the votes sit away from
+    zero here, so a missing gradient through the center would show."""
+    V, a, _, _, _ = _problem(rng, batch=1, n_in=5, n_out=3, dim=4)
+    V = V + 3.0
+    beta_a, beta_u = np.linspace(-1, 1, 3), np.full(3, 0.1)
+    layer = _Routing(V, a, iterations)
+    inputs = [V, a, beta_a, beta_u]
+    np.testing.assert_allclose(
+        float(ops.convert_to_numpy(layer(None))),
+        _numpy_objective(*inputs, iterations),
+        rtol=1e-5,
+    )
+    grads = gradients(layer, None, lambda y: y)
+    step = 1e-6
+    for k, (value, grad) in enumerate(zip(inputs, grads)):
+        expected = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            shifted = [x.copy() for x in inputs]
+            shifted[k][index] += step
+            up = _numpy_objective(*shifted, iterations)
+            shifted[k][index] -= 2 * step
+            down = _numpy_objective(*shifted, iterations)
+            expected[index] = (up - down) / (2 * step)
+        np.testing.assert_allclose(grad, expected, rtol=2e-3, atol=2e-3)
+
+
 @on_backend("torch", "the layout of a transposed view is PyTorch's")
 def test_flattened_votes_are_contiguous_on_pytorch():
     """Every matrix product over the votes would copy a strided view."""
