@@ -11,7 +11,9 @@ is not compiled:
 - TensorFlow: `tf.function(jit_compile=True)`. Keras's default `compile()`
   leaves XLA off on a CPU, where the routing loop then runs as dozens of
   separate graph ops, each a pass over the votes; XLA fuses them (about
-  3x faster for Sabour's DigitCaps, see `docs/benchmarks.md`).
+  3x faster for Sabour's DigitCaps, see `docs/benchmarks.md`). Inside a
+  function that XLA compiles whole (`jit_compile=True`, the default on a
+  GPU) the loop runs inlined.
 - JAX: `jax.jit` (a no-op inside Keras's default jitted train step; it
   fuses the loop when a model runs eagerly).
 - PyTorch: none. `torch.compile` on a CPU generates and compiles C++ at the
@@ -63,7 +65,7 @@ def run(fn, *tensors, **static):
     Returns:
         What `fn` returns.
     """
-    if not jit_compile_enabled():
+    if not jit_compile_enabled() or _inside_tf_xla_function():
         return fn(*tensors, **static)
     backend = keras.backend.backend()
     key = (backend, fn, tuple(sorted(static.items())))
@@ -92,6 +94,26 @@ def run(fn, *tensors, **static):
 
         tensors = [jnp.asarray(t) for t in tensors]
     return compiled(*tensors)
+
+
+def _inside_tf_xla_function() -> bool:
+    """Whether TensorFlow is tracing a function that XLA compiles whole.
+
+    There (`compile(jit_compile=True)`, Keras's default on a GPU) the loop
+    is compiled with the rest, and a nested `tf.function(jit_compile=True)`
+    made XLA compile the whole training step again at every step: 15 s a
+    step for `EMClassCaps` at the paper's shape, against 69 ms with the loop
+    inlined (docs/benchmarks.md).
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    # No public API tells; this is what `tf.function` itself checks.
+    from tensorflow.python.ops import control_flow_util
+
+    graph = tf.compat.v1.get_default_graph()
+    return control_flow_util.GraphOrParentsInXlaContext(graph)
 
 
 def _read_function(shared, read_transposed):

@@ -125,3 +125,28 @@ def test_pytorch_takes_the_stacked_path_while_recording(enabled):
     stacked = type(value.grad_fn).__name__ == "StackedReadsBackward"
     assert stacked == enabled
     assert plain.grad_fn is None
+
+
+@on_backend("tensorflow", "XLA compiles a `jit_compile=True` step whole there")
+def test_tensorflow_inlines_the_loop_in_a_jit_compiled_step(compiled_routing):
+    """The documented rule: a routing loop inside a function that XLA
+    compiles whole runs inlined, and compiled on its own only otherwise (a
+    nested compiled function made XLA compile the step at every step)."""
+    import keras_parcaps as kp
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 6, 8)).astype("float32")
+    y = keras.utils.to_categorical([0, 1, 2, 0], 3)
+    losses = {}
+    for jit_compile in (True, False):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input(x.shape[1:])
+        outputs = kp.layers.CapsuleLength()(kp.layers.DRCaps(3, 4)(inputs))
+        model = keras.Model(inputs, outputs)
+        model.compile(
+            optimizer="sgd", loss=kp.losses.MarginLoss(), jit_compile=jit_compile
+        )
+        routing_backend._compiled.clear()
+        losses[jit_compile] = [float(model.train_on_batch(x, y)) for _ in range(2)]
+        assert bool(routing_backend._compiled) == (not jit_compile)
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-5)
