@@ -52,19 +52,19 @@ def _route(votes, routing_iterations, stop_gradient):
         current = votes if last else detached
         if logits is None:
             # The logits start at zero: the first coupling is uniform.
-            coupling = None
-            sums = ops.sum(current, axis=2) / n_out
+            coupling = ops.ones_like(current[..., 0]) / n_out
         else:
             coupling = ops.softmax(logits, axis=1)
-            sums = ops.squeeze(ops.matmul(ops.expand_dims(coupling, 2), current), 2)
+        # A product even for the uniform coupling: with every read of the
+        # votes a product, XLA writes their transposed copy once, not once
+        # per kind of read (JAX, Sabour's DigitCaps: 241 -> 206-218 ms).
+        sums = ops.squeeze(ops.matmul(ops.expand_dims(coupling, 2), current), 2)
         outputs = squash(sums)
         if not last:
             agreement = ops.squeeze(
                 ops.matmul(detached, ops.expand_dims(outputs, -1)), -1
             )
             logits = agreement if logits is None else logits + agreement
-    if coupling is None:
-        coupling = ops.ones_like(votes[..., 0]) / n_out
     return outputs, coupling
 
 
