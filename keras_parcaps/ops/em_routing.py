@@ -90,7 +90,7 @@ def _moments(votes, eps):
     # variance free of cancellation), so the gradient through it is zero in
     # exact arithmetic and is stopped: otherwise XLA repeats that gradient's
     # chain of about a hundred small operations for every vote entry of the
-    # backward pass (JAX `EMClassCaps` step 96 -> 77 ms, docs/benchmarks.md).
+    # backward pass (JAX `EMClassCaps` step 98.6 -> 80.0 ms, docs/benchmarks.md).
     # The scale, the votes' mean square, is not the same about any center,
     # so it is computed from the votes themselves.
     center = ops.stop_gradient(ops.mean(votes, axis=2))
