@@ -187,8 +187,18 @@ def read_shared(fn, shared, *tensors, **static):
     return fn(plain_read(shared), *tensors, **static)
 
 
-@functools.cache
+_stacked_reads = []  # the class below, made at its first use
+
+
 def _stacked_reads_function():
+    """`_make_stacked_reads()`, made once (without `functools.cache`, whose
+    wrapper `torch.compile` warns about when it traces a training step)."""
+    if not _stacked_reads:
+        _stacked_reads.append(_make_stacked_reads())
+    return _stacked_reads[0]
+
+
+def _make_stacked_reads():
     """The `torch.autograd.Function` behind `read_shared` on PyTorch.
 
     Its forward pass runs `fn` under autograd on detached inputs, with a
