@@ -187,15 +187,16 @@ def read_shared(fn, shared, *tensors, **static):
     return fn(plain_read(shared), *tensors, **static)
 
 
-_stacked_reads = []  # the class below, made at its first use
+_stacked_reads = None  # the class below, made at its first use
 
 
 def _stacked_reads_function():
     """`_make_stacked_reads()`, made once (without `functools.cache`, whose
     wrapper `torch.compile` warns about when it traces a training step)."""
-    if not _stacked_reads:
-        _stacked_reads.append(_make_stacked_reads())
-    return _stacked_reads[0]
+    global _stacked_reads
+    if _stacked_reads is None:
+        _stacked_reads = _make_stacked_reads()
+    return _stacked_reads
 
 
 def _make_stacked_reads():
