@@ -66,6 +66,22 @@ MODELS = {
         "parallel_dr",
         {"capsule_layers": 3, "n_branches": 4, "share_weights": True},
     ),
+    "pdr_3l_4b_pooled": (
+        "parallel DR, 3 layers, 4 branches, the paper's layers pooling",
+        "parallel_dr",
+        {"capsule_layers": 3, "n_branches": 4, "backbone": "pooled"},
+    ),
+    "pdr_3l_4b_pooled_shared": (
+        "parallel DR, 3 layers, 4 branches, the paper's layers pooling, "
+        "shared Mid-Cap weights",
+        "parallel_dr",
+        {
+            "capsule_layers": 3,
+            "n_branches": 4,
+            "backbone": "pooled",
+            "share_weights": True,
+        },
+    ),
     "pdr_3l_4b_plain": (
         "parallel DR, 3 layers, 4 branches, plain CNN backbone",
         "parallel_dr",

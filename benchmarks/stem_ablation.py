@@ -25,6 +25,10 @@ block for this process only):
   stride-2 1x1 shortcut (which read every other pixel, a grid that a
   90-degree rotation of an even-sized image does not map onto itself).
 - `pool_first_wide_pooled`: `pool_first_wide` and `pooled`.
+- `stride1_pooled`: `backbone="pooled"` (the builder's own option): every
+  weight of the paper's network, sampled as the plain CNN samples: the 7x7
+  first layer at stride 1 then 2x2 max-pooling, and every block `pooled`.
+  The parameter count is the paper's.
 - `plain`: `backbone="plain"` (the builder's own option).
 
     KERAS_BACKEND=torch OMP_NUM_THREADS=1 python benchmarks/stem_ablation.py \\
@@ -53,12 +57,13 @@ VARIANTS = (
     "pool_first_wide_k3",
     "pooled",
     "pool_first_wide_pooled",
+    "stride1_pooled",
     "plain",
 )
 
 
-def _pooled_stem(inputs):
-    """The paper's stem with its first layer at stride 1, then max-pooling."""
+def _pooled_stem(inputs, downsample="stride"):
+    """The paper's stem with its first layer 3x3 at stride 1, then max-pooling."""
     x = kp.layers.ImageCentering(name="centering")(inputs)
     x = keras.layers.Conv2D(64, 3, padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(
@@ -66,39 +71,31 @@ def _pooled_stem(inputs):
     )(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = keras.layers.MaxPooling2D(2, padding="same")(x)
-    x = stem.block([64, 64, 128], cardinality=16, name="stem_block_1")(x)
-    return stem.block([128, 128, 256], cardinality=32, name="stem_block_2")(x)
+    x = stem.block([64, 64, 128], 16, "stem_block_1", downsample)(x)
+    return stem.block([128, 128, 256], 32, "stem_block_2", downsample)(x)
 
 
 def apply_variant(variant):
-    """Patches the stem and the branch block (`plain` is a builder option)."""
+    """Patches the stem and the branch block (`plain` and `stride1_pooled`
+    are builder options)."""
     if variant.endswith("k3"):
         stem.BLOCK_KERNEL = 3
-    if "wide" in variant:
-        paper_block = stem.block
+    width = 8 if "wide" in variant else 1
+    pooled = variant in ("pooled", "pool_first_wide_pooled")
+    if width > 1 or pooled:
 
-        def wide_block(filters, cardinality, name):
-            return paper_block(filters, cardinality // 8, name)
-
-        stem.block = dr.block = wide_block
-    if variant.endswith("pooled"):
-        width = 8 if "wide" in variant else 1
-
-        def pooled_block(filters, cardinality, name):
-            block = kp.layers.ResNeXtBlock(
+        def patched_block(filters, cardinality, name, downsample="stride"):
+            return kp.layers.ResNeXtBlock(
                 filters,
                 cardinality=cardinality // width,
                 kernel_size=stem.BLOCK_KERNEL,
-                strides=1,
+                strides=2,
+                downsample="pool" if pooled else downsample,
                 momentum=stem.BATCH_NORM_MOMENTUM,
                 name=name,
             )
-            return keras.Sequential(
-                [keras.layers.MaxPooling2D(2, padding="same"), block],
-                name=f"{name}_pooled",
-            )
 
-        stem.block = dr.block = pooled_block
+        stem.block = dr.block = patched_block
     if variant.startswith("pool_first"):
         dr.stem = _pooled_stem
 
@@ -112,12 +109,19 @@ def main():
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument(
+        "--cosine-decay",
+        action="store_true",
+        help="the learning rate falls from 1e-3 to 0 over --iterations",
+    )
+    parser.add_argument(
         "--seed", type=int, default=None, help="weight seed (default: --fold)"
     )
     parser.add_argument("--out", default="runs/stem_ablation")
     args = parser.parse_args()
     apply_variant(args.variant)
-    args.model = "pdr_3l_4b_plain" if args.variant == "plain" else "pdr_3l_4b"
+    args.model = {"plain": "pdr_3l_4b_plain", "stride1_pooled": "pdr_3l_4b_pooled"}.get(
+        args.variant, "pdr_3l_4b"
+    )
     args.out = Path(args.out) / args.variant
     args.out.mkdir(parents=True, exist_ok=True)
     args.budget, args.images_per_class = math.inf, 1

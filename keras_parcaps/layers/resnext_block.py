@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_parcaps._checks import check_positive_int
+from keras_parcaps._checks import check_choice, check_positive_int
 from keras_parcaps.layers.group_conv2d import GroupConv2D, _pair
 
 
@@ -20,6 +20,14 @@ class ResNeXtBlock(keras.layers.Layer):
     follows each of them). The grouped convolution is a `GroupConv2D`, fast
     on every backend.
 
+    `downsample="pool"` moves the stride out of the convolutions: the block
+    max-pools its input over `strides`-sized windows, then runs at stride 1,
+    with the same weights. A strided convolution reads every other position
+    from one border, a grid that a 90-degree rotation or a flip of an
+    even-sized map does not map onto itself; 2x2 windows tile an even-sized
+    map and turn into each other. Not in the paper (see
+    `keras_parcaps.models.build_dr`'s `backbone="pooled"`).
+
     The parallel-CapsNet paper uses single blocks like this one, with
     `kernel_size=7`, as its CNN blocks; ResNeXt-50 stacks them with
     `kernel_size=3`.
@@ -31,6 +39,11 @@ class ResNeXtBlock(keras.layers.Layer):
         kernel_size: Window of the grouped convolution, an int or a pair.
             Default 3.
         strides: Stride of the block, an int or a pair. Default 1.
+        downsample: How a stride above 1 is taken: `"stride"` (the grouped
+            convolution and the projection carry it, as in the paper and
+            Xie et al.) or `"pool"` (max-pooling first, then everything at
+            stride 1). Either way the block has the same weights. Default
+            `"stride"`.
         momentum: Momentum of the batch normalizations. Default 0.99.
         epsilon: Epsilon of the batch normalizations. Default 1e-3.
         kernel_initializer: Initializer of the convolution kernels.
@@ -68,6 +81,7 @@ class ResNeXtBlock(keras.layers.Layer):
         cardinality: int,
         kernel_size=3,
         strides=1,
+        downsample: str = "stride",
         momentum: float = 0.99,
         epsilon: float = 1e-3,
         kernel_initializer="he_normal",
@@ -84,6 +98,7 @@ class ResNeXtBlock(keras.layers.Layer):
         for width in filters:
             check_positive_int("filters", width)
         check_positive_int("cardinality", cardinality)
+        check_choice("downsample", downsample, ("stride", "pool"))
         if filters[0] % cardinality or filters[1] % cardinality:
             raise ValueError(
                 "`filters[0]` and `filters[1]` must be multiples of `cardinality`. "
@@ -93,6 +108,7 @@ class ResNeXtBlock(keras.layers.Layer):
         self.cardinality = cardinality
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.strides = _pair("strides", strides)
+        self.downsample = downsample
         self.momentum = momentum
         self.epsilon = epsilon
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -106,13 +122,21 @@ class ResNeXtBlock(keras.layers.Layer):
         )
         norm = dict(momentum=momentum, epsilon=epsilon, dtype=self.dtype_policy)
         f1, f2, f3 = filters
+        strided = self.strides != (1, 1)
+        self.pool = None
+        if strided and downsample == "pool":
+            self.pool = keras.layers.MaxPooling2D(
+                self.strides, padding="same", dtype=self.dtype_policy, name="pool"
+            )
+        # The convolutions' own stride: none once the input is pooled.
+        self._conv_strides = (1, 1) if self.pool is not None else self.strides
         self.reduce = keras.layers.Conv2D(f1, 1, name="reduce", **conv)
         self.reduce_norm = keras.layers.BatchNormalization(name="reduce_norm", **norm)
         self.grouped = GroupConv2D(
             f2,
             self.kernel_size,
             groups=cardinality,
-            strides=self.strides,
+            strides=self._conv_strides,
             padding="same",
             name="grouped",
             **conv,
@@ -130,8 +154,9 @@ class ResNeXtBlock(keras.layers.Layer):
                 f"with known channels. Received: input_shape={input_shape}"
             )
         f1, f2, f3 = self.filters
-        self.reduce.build(input_shape)
-        shape = self.reduce.compute_output_shape(input_shape)
+        block_input_shape = self._pooled_shape(input_shape)
+        self.reduce.build(block_input_shape)
+        shape = self.reduce.compute_output_shape(block_input_shape)
         self.reduce_norm.build(shape)
         self.grouped.build(shape)
         shape = self.grouped.compute_output_shape(shape)
@@ -143,7 +168,7 @@ class ResNeXtBlock(keras.layers.Layer):
             self.shortcut = keras.layers.Conv2D(
                 f3,
                 1,
-                strides=self.strides,
+                strides=self._conv_strides,
                 padding="same",
                 use_bias=False,
                 kernel_initializer=self.kernel_initializer,
@@ -157,10 +182,17 @@ class ResNeXtBlock(keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="shortcut_norm",
             )
-            self.shortcut.build(input_shape)
+            self.shortcut.build(block_input_shape)
             self.shortcut_norm.build(shape)
 
+    def _pooled_shape(self, input_shape):
+        if self.pool is None:
+            return tuple(input_shape)
+        return self.pool.compute_output_shape(input_shape)
+
     def call(self, inputs, training=None):
+        if self.pool is not None:
+            inputs = self.pool(inputs)
         x = keras.activations.relu(
             self.reduce_norm(self.reduce(inputs), training=training)
         )
@@ -174,7 +206,8 @@ class ResNeXtBlock(keras.layers.Layer):
         return keras.activations.relu(x + shortcut)
 
     def compute_output_shape(self, input_shape):
-        shape = self.grouped.compute_output_shape((*input_shape[:3], self.filters[0]))
+        shape = self._pooled_shape(input_shape)
+        shape = self.grouped.compute_output_shape((*shape[:3], self.filters[0]))
         return (*shape[:3], self.filters[2])
 
     def get_config(self):
@@ -185,6 +218,7 @@ class ResNeXtBlock(keras.layers.Layer):
                 "cardinality": self.cardinality,
                 "kernel_size": self.kernel_size,
                 "strides": self.strides,
+                "downsample": self.downsample,
                 "momentum": self.momentum,
                 "epsilon": self.epsilon,
                 "kernel_initializer": keras.initializers.serialize(

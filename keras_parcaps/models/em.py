@@ -10,6 +10,7 @@ from keras_parcaps.layers.parallel_branch import ParallelBranch
 from keras_parcaps.layers.primary_caps import PrimaryCaps
 from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.models.stem import (
+    DOWNSAMPLE,
     STEM_STRIDE,
     block,
     check_capsule_options,
@@ -33,11 +34,23 @@ def min_image_size(capsule_layers: int) -> int:
     return STEM_STRIDE * 2 * (MID_KERNEL - 1) + 1
 
 
-def _blocks(x, capsule_layers):
-    x = block([256, 256, 512], cardinality=64, name="block")(x)
+def _features(inputs, backbone):
+    """The backbone's features, shared by the branches of a parallel network."""
+    if backbone == "plain":
+        return plain_backbone(inputs)
+    return stem(inputs, DOWNSAMPLE[backbone])
+
+
+def _blocks(x, capsule_layers, backbone):
+    """The paper's blocks after the stem; the plain backbone has none."""
+    if backbone == "plain":
+        # The plain backbone reaches the Primary-Caps grid by itself.
+        return x
+    downsample = DOWNSAMPLE[backbone]
+    x = block([256, 256, 512], 64, "block", downsample)(x)
     if capsule_layers == 2:
         # No Mid-Caps to stride: the last CNN block is duplicated instead.
-        x = block([256, 256, 512], cardinality=64, name="block_2")(x)
+        x = block([256, 256, 512], 64, "block_2", downsample)(x)
     return x
 
 
@@ -125,8 +138,10 @@ def build_em(
         learning_rate: Nadam learning rate. Default 1e-3.
         margin: Initial margin of the spread loss. Default 0.2.
         backbone: What comes before the Primary-Caps: `"paper"` (the stem
-            and the ResNeXt block(s)) or `"plain"`, a plain CNN instead of
-            them (`keras_parcaps.models.stem.plain_backbone`; see
+            and the ResNeXt block(s)), `"pooled"` (the same layers and
+            weights, every halving by max-pooling; see `build_dr`) or
+            `"plain"`, a plain CNN instead of them
+            (`keras_parcaps.models.stem.plain_backbone`; see
             `build_parallel_em`). Default `"paper"`.
 
     Returns:
@@ -150,10 +165,7 @@ def build_em(
     input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
-    if backbone == "paper":
-        x = _blocks(stem(inputs), capsule_layers)
-    else:
-        x = plain_backbone(inputs)
+    x = _blocks(_features(inputs, backbone), capsule_layers, backbone)
     caps = _primary_caps(x, PRIMARY_CAPS, capsule_size)
     caps = _mid_caps(caps, n_mid_caps, capsule_layers, routing)
     scores = _class_scores(caps, num_classes, routing)
@@ -225,9 +237,11 @@ def build_parallel_em(
         learning_rate: Nadam learning rate. Default 1e-3.
         margin: Initial margin of the spread loss. Default 0.2.
         backbone: What comes before the Primary-Caps: `"paper"` (the stem
-            and the ResNeXt block(s)) or `"plain"`, a plain CNN instead of
-            them (`keras_parcaps.models.stem.plain_backbone`; see
-            above). Default `"paper"`.
+            and the ResNeXt block(s)), `"pooled"` (the same layers and
+            weights, every halving by max-pooling; see `build_dr`) or
+            `"plain"`, a plain CNN instead of them
+            (`keras_parcaps.models.stem.plain_backbone`; see above).
+            Default `"paper"`.
 
     Returns:
         A `keras.Model` from images to class activations, compiled with
@@ -256,11 +270,10 @@ def build_parallel_em(
     input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
-    features = stem(inputs) if backbone == "paper" else plain_backbone(inputs)
+    features = _features(inputs, backbone)
 
     branch_inputs = keras.Input(tuple(features.shape[1:]), name="features")
-    # The plain backbone reaches the Primary-Caps grid by itself.
-    x = _blocks(branch_inputs, capsule_layers) if backbone == "paper" else branch_inputs
+    x = _blocks(branch_inputs, capsule_layers, backbone)
     primary = PRIMARY_CAPS // n_branches if capsule_layers == 2 else PRIMARY_CAPS
     caps = _primary_caps(x, primary, capsule_size)
     caps = _mid_caps(caps, 1, capsule_layers, routing)

@@ -22,8 +22,11 @@ BLOCK_KERNEL = 7
 BATCH_NORM_MOMENTUM = 0.9
 
 # What the paper's builders put before the Primary-Caps: the paper's stem
-# and branch blocks, or a plain CNN (see `plain_backbone`).
-BACKBONES = ("paper", "plain")
+# and branch blocks, the same layers halving the grid by max-pooling
+# (`downsample="pool"`), or a plain CNN (see `plain_backbone`).
+BACKBONES = ("paper", "pooled", "plain")
+# How the backbones made of the paper's layers halve the grid.
+DOWNSAMPLE = {"paper": "stride", "pooled": "pool"}
 # Widths of the plain backbone's four stages.
 PLAIN_WIDTHS = (32, 64, 128, 256)
 
@@ -70,7 +73,7 @@ def check_input_shape(input_shape, min_size: int) -> tuple:
     return shape
 
 
-def stem(inputs):
+def stem(inputs, downsample: str = "stride"):
     """Applies the common CNN stem of the paper's capsule networks.
 
     `ImageCentering` (each image minus its mean colour; not in the paper, it
@@ -91,22 +94,39 @@ def stem(inputs):
     stride-2 layer of the stem and of the branch blocks sees an odd size
     and its grid is symmetric (tests/models/test_stem.py).
 
+    `downsample="pool"` keeps every layer and weight and moves each halving
+    into 2x2 max-pooling: the 7x7 convolution runs at stride 1 and is
+    pooled, the blocks pool their input (`ResNeXtBlock(downsample="pool")`).
+    2x2 windows tile an even size, so the grid is symmetric at 64x64 and
+    400x400 (and not at 65x65). Not in the paper; see `backbone="pooled"` of
+    the builders.
+
     Args:
         inputs: Image tensor `(batch, height, width, channels)`.
+        downsample: `"stride"` (the paper's) or `"pool"`.
 
     Returns:
         The feature map `(batch, ceil(height / 8), ceil(width / 8), 256)`.
     """
+    check_choice("downsample", downsample, DOWNSAMPLE.values())
+    pooled = downsample == "pool"
     x = ImageCentering(name="centering")(inputs)
     x = keras.layers.Conv2D(
-        64, 7, strides=2, padding="same", use_bias=False, name="stem_conv"
+        64,
+        7,
+        strides=1 if pooled else 2,
+        padding="same",
+        use_bias=False,
+        name="stem_conv",
     )(x)
     x = keras.layers.BatchNormalization(momentum=BATCH_NORM_MOMENTUM, name="stem_norm")(
         x
     )
     x = keras.layers.ReLU(name="stem_relu")(x)
-    x = block([64, 64, 128], cardinality=16, name="stem_block_1")(x)
-    return block([128, 128, 256], cardinality=32, name="stem_block_2")(x)
+    if pooled:
+        x = keras.layers.MaxPooling2D(2, padding="same", name="stem_pool")(x)
+    x = block([64, 64, 128], 16, "stem_block_1", downsample)(x)
+    return block([128, 128, 256], 32, "stem_block_2", downsample)(x)
 
 
 def plain_backbone(inputs):
@@ -142,13 +162,17 @@ def plain_backbone(inputs):
     return x
 
 
-def block(filters, cardinality: int, name: str) -> ResNeXtBlock:
+def block(
+    filters, cardinality: int, name: str, downsample: str = "stride"
+) -> ResNeXtBlock:
     """A `ResNeXtBlock` of the paper's CNN: 7x7 groups, stride 2.
 
     Args:
         filters: The three widths `[f1, f2, f3]`.
         cardinality: Number of groups.
         name: Layer name.
+        downsample: `"stride"` (the paper's) or `"pool"` (see
+            `ResNeXtBlock`).
 
     Returns:
         The block, with `BATCH_NORM_MOMENTUM`.
@@ -158,6 +182,7 @@ def block(filters, cardinality: int, name: str) -> ResNeXtBlock:
         cardinality=cardinality,
         kernel_size=BLOCK_KERNEL,
         strides=2,
+        downsample=downsample,
         momentum=BATCH_NORM_MOMENTUM,
         name=name,
     )

@@ -116,7 +116,8 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
     - `capsule_layers`: `Choice` of 2, 3, 4; default 3.
     - `routing_iterations`: `Int`, default range 1-3; default 3.
     - `backbone`: `Choice` of `"paper"` (the default and only value unless
-      `backbones` says otherwise) and `"plain"` (see `kp.models.build_dr`).
+      `backbones` says otherwise), `"pooled"` and `"plain"` (see
+      `kp.models.build_dr`).
     - `kind` and `parallel`: `Fixed`, so every trial records its network.
 
     When a range does not hold the paper's value, the default is the
@@ -138,7 +139,7 @@ class ParallelCapsHyperModel(keras_tuner.HyperModel):
         capsule_layers: Capsule-layer counts to try, from 2, 3, 4.
         routing_iterations: Range `(min, max)` of routing iterations.
             Default `(1, 3)`.
-        backbones: Backbones to try, from `"paper"` and `"plain"`.
+        backbones: Backbones to try, from `"paper"`, `"pooled"` and `"plain"`.
             Default `("paper",)`.
         parallel: Whether more than one branch means parallel branches
             (default) or Mid-Caps of the non-parallel network.

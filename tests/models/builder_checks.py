@@ -1,6 +1,7 @@
 """Shared checks for the paper's builders: build, save, load, one training
-step; the plain backbone."""
+step; the plain and pooled backbones."""
 
+import json
 import os
 import tempfile
 
@@ -71,3 +72,19 @@ def check_trains_saves_loads(model, num_classes, batch=3):
     moved = sum(not np.allclose(b, a) for b, a in zip(before, after))
     assert moved > len(before) // 2, f"only {moved} of {len(before)} weights moved"
     return loaded
+
+
+def check_pooled_backbone(builder, **kwargs):
+    """`backbone="pooled"` gives the paper's network its exact weights, every
+    halving by max-pooling instead of a strided convolution."""
+    paper = builder(**kwargs)
+    pooled = builder(backbone="pooled", **kwargs)
+    assert [tuple(w.shape) for w in pooled.weights] == [
+        tuple(w.shape) for w in paper.weights
+    ]
+    assert tuple(pooled.output.shape) == tuple(paper.output.shape)
+    config = json.dumps(pooled.get_config())
+    assert '"downsample": "pool"' in config
+    assert '"downsample": "stride"' not in config
+    assert isinstance(pooled.get_layer("stem_pool"), keras.layers.MaxPooling2D)
+    return pooled

@@ -5,6 +5,7 @@ import pytest
 import keras_parcaps as kp
 from tests.markers import builder_configs, on_backend
 from tests.models.builder_checks import (
+    check_pooled_backbone,
     check_trains_saves_loads,
     primary_caps_after_plain_backbone,
 )
@@ -117,6 +118,21 @@ def test_plain_backbone_replaces_the_stem_and_blocks(builder, kwargs):
 def test_plain_backbone_trains_saves_loads():
     model = kp.models.build_parallel_dr(
         input_shape=SMALL, num_classes=3, n_branches=2, backbone="plain"
+    )
+    check_trains_saves_loads(model, 3)
+
+
+@pytest.mark.parametrize(
+    "builder,kwargs",
+    [(kp.models.build_dr, {}), (kp.models.build_parallel_dr, dict(n_branches=2))],
+)
+def test_pooled_backbone_keeps_the_papers_weights(builder, kwargs):
+    check_pooled_backbone(builder, input_shape=SMALL, num_classes=3, **kwargs)
+
+
+def test_pooled_backbone_trains_saves_loads():
+    model = kp.models.build_parallel_dr(
+        input_shape=SMALL, num_classes=3, n_branches=2, backbone="pooled"
     )
     check_trains_saves_loads(model, 3)
 

@@ -4,6 +4,7 @@ import pytest
 import keras_parcaps as kp
 from tests.markers import builder_configs, not_on_backend
 from tests.models.builder_checks import (
+    check_pooled_backbone,
     check_trains_saves_loads,
     primary_caps_after_plain_backbone,
 )
@@ -91,6 +92,17 @@ def test_plain_backbone_replaces_the_stem_and_blocks(builder, kwargs):
     primary = primary_caps_after_plain_backbone(model, (*after, "class_caps"))
     assert tuple(primary.input.shape[1:]) == (3, 3, 256)  # 48 / 16
     check_trains_saves_loads(model, 3)
+
+
+@pytest.mark.parametrize(
+    "builder,kwargs",
+    [
+        (kp.models.build_em, dict(capsule_layers=2)),
+        (kp.models.build_parallel_em, dict(capsule_layers=3, n_branches=2)),
+    ],
+)
+def test_pooled_backbone_keeps_the_papers_weights(builder, kwargs):
+    check_pooled_backbone(builder, input_shape=(64, 64, 3), num_classes=3, **kwargs)
 
 
 @pytest.mark.parametrize(
