@@ -22,6 +22,10 @@ MODELS = {
     "resnext50": ("resnext50", {}),
     "parallel_em_10": ("parallel_em", dict(capsule_layers=3, n_branches=10)),
     "em_2l": ("em", dict(capsule_layers=2)),
+    "parallel_dr_12_pooled": (
+        "parallel_dr",
+        dict(capsule_layers=3, n_branches=12, backbone="pooled"),
+    ),
 }
 
 
