@@ -108,6 +108,11 @@ MODELS = {
         {"capsule_layers": 3, "n_branches": 12},
     ),
     "em_3l": ("EM-CapsNet, 3 layers", "em", {"capsule_layers": 3}),
+    "em_3l_pooled": (
+        "EM-CapsNet, 3 layers, the paper's layers pooling",
+        "em",
+        {"capsule_layers": 3, "backbone": "pooled"},
+    ),
     "em_3l_plain": (
         "EM-CapsNet, 3 layers, plain CNN backbone",
         "em",

@@ -279,7 +279,7 @@ BAD_ARGUMENTS = [
         "routing_iterations",
     ),
     (["--model", "parallel_dr", "--model-option", "bogus=1"], "bogus"),
-    (["--model", "dr", "--model-option", "backbone=vgg"], "paper, plain"),
+    (["--model", "dr", "--model-option", "backbone=vgg"], "paper, pooled, plain"),
     (["--model", "parallel_dr", "--model-option", "backbone=3"], "backbone"),
     (["--model", "parallel_dr", "--model-option", "nokeyvalue"], "KEY=VALUE"),
     (["--model", "parallel_dr", "--image-size", "8"], "--image-size"),
