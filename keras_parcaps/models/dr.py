@@ -12,6 +12,7 @@ from keras_parcaps.models.stem import (
     BACKBONES,
     DOWNSAMPLE,
     STEM_STRIDE,
+    backbone_features,
     block,
     check_capsule_options,
     check_input_shape,
@@ -299,10 +300,7 @@ def build_parallel_dr(
             f"Received: n_branches={n_branches}"
         )
     inputs = keras.Input(input_shape, name="image")
-    if backbone == "plain":
-        features = plain_backbone(inputs)
-    else:
-        features = stem(inputs, DOWNSAMPLE[backbone])
+    features = backbone_features(inputs, backbone)
     primary_length = PRIMARY_LENGTH
     if capsule_layers == 2:
         primary_length = PRIMARY_LENGTH // n_branches

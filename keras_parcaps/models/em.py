@@ -12,12 +12,11 @@ from keras_parcaps.losses.spread_loss import SpreadLoss
 from keras_parcaps.models.stem import (
     DOWNSAMPLE,
     STEM_STRIDE,
+    backbone_features,
     block,
     check_capsule_options,
     check_input_shape,
     compiled_network,
-    plain_backbone,
-    stem,
 )
 
 PRIMARY_CAPS = 32
@@ -32,13 +31,6 @@ def min_image_size(capsule_layers: int) -> int:
     if capsule_layers == 2:
         return STEM_STRIDE * 4
     return STEM_STRIDE * 2 * (MID_KERNEL - 1) + 1
-
-
-def _features(inputs, backbone):
-    """The backbone's features, shared by the branches of a parallel network."""
-    if backbone == "plain":
-        return plain_backbone(inputs)
-    return stem(inputs, DOWNSAMPLE[backbone])
 
 
 def _blocks(x, capsule_layers, backbone):
@@ -165,7 +157,7 @@ def build_em(
     input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
-    x = _blocks(_features(inputs, backbone), capsule_layers, backbone)
+    x = _blocks(backbone_features(inputs, backbone), capsule_layers, backbone)
     caps = _primary_caps(x, PRIMARY_CAPS, capsule_size)
     caps = _mid_caps(caps, n_mid_caps, capsule_layers, routing)
     scores = _class_scores(caps, num_classes, routing)
@@ -270,7 +262,7 @@ def build_parallel_em(
     input_shape = check_input_shape(input_shape, min_image_size(capsule_layers))
     routing = dict(routing_iterations=routing_iterations)
     inputs = keras.Input(input_shape, name="image")
-    features = _features(inputs, backbone)
+    features = backbone_features(inputs, backbone)
 
     branch_inputs = keras.Input(tuple(features.shape[1:]), name="features")
     x = _blocks(branch_inputs, capsule_layers, backbone)

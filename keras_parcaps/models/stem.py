@@ -162,6 +162,23 @@ def plain_backbone(inputs):
     return x
 
 
+def backbone_features(inputs, backbone: str):
+    """Applies what the builders' `backbone` puts before their branches.
+
+    Args:
+        inputs: Image tensor `(batch, height, width, channels)`.
+        backbone: One of `BACKBONES`: `"paper"` or `"pooled"` (the stem,
+            sampling by strides or by pooling) or `"plain"`
+            (`plain_backbone`).
+
+    Returns:
+        The feature map the branches (or the paper's block) read.
+    """
+    if backbone == "plain":
+        return plain_backbone(inputs)
+    return stem(inputs, DOWNSAMPLE[backbone])
+
+
 def block(
     filters, cardinality: int, name: str, downsample: str = "stride"
 ) -> ResNeXtBlock:
