@@ -73,7 +73,7 @@ def compile_model(
     loss="auto",
     metrics="auto",
     *,
-    learning_rate: float = LEARNING_RATE,
+    learning_rate=LEARNING_RATE,
     num_classes=None,
     **kwargs,
 ):
@@ -106,7 +106,11 @@ def compile_model(
         optimizer: `"auto"` or anything `Model.compile` accepts.
         loss: `"auto"` or anything `Model.compile` accepts.
         metrics: `"auto"` or anything `Model.compile` accepts.
-        learning_rate: Learning rate of the `"auto"` optimizer. Default 1e-3.
+        learning_rate: Learning rate of the `"auto"` optimizer, a float or a
+            `keras.optimizers.schedules.LearningRateSchedule` such as
+            `CosineDecay(1e-3, decay_steps)` (with which the capsule
+            networks learnt real cells best; docs/concepts.md). Default
+            1e-3, the paper's constant rate.
         num_classes: Number of classes of the `"auto"` metrics. Default: the
             last dimension of the model's output.
         **kwargs: Other `Model.compile` arguments, such as `jit_compile`.

@@ -111,7 +111,7 @@ def build_dr(
     capsule_layers: int = 3,
     n_mid_caps: int = 2,
     routing_iterations: int = 3,
-    learning_rate: float = 1e-3,
+    learning_rate=1e-3,
     share_weights: bool = False,
     backbone: str = "paper",
 ) -> keras.Model:
@@ -174,7 +174,8 @@ def build_dr(
         capsule_layers: Capsule layers, 2, 3 or 4. Default 3.
         n_mid_caps: Mid-Caps per Mid-Cap layer (3 and 4 layers). Default 2.
         routing_iterations: Dynamic-routing iterations. Default 3.
-        learning_rate: Nadam learning rate. Default 1e-3.
+        learning_rate: Nadam learning rate, a float or a schedule (see
+            `compile_model`). Default 1e-3.
         share_weights: Whether the capsule layer after the Primary-Caps
             shares its transformation over grid positions (see above).
             Default `False`, the paper's.
@@ -230,7 +231,7 @@ def build_parallel_dr(
     capsule_layers: int = 3,
     n_branches: int = 12,
     routing_iterations: int = 3,
-    learning_rate: float = 1e-3,
+    learning_rate=1e-3,
     share_weights: bool = False,
     backbone: str = "paper",
 ) -> keras.Model:
@@ -264,7 +265,8 @@ def build_parallel_dr(
         capsule_layers: Capsule layers, 2, 3 or 4. Default 3.
         n_branches: Number of branches, at least 1. Default 12.
         routing_iterations: Dynamic-routing iterations. Default 3.
-        learning_rate: Nadam learning rate. Default 1e-3.
+        learning_rate: Nadam learning rate, a float or a schedule (see
+            `compile_model`). Default 1e-3.
         share_weights: Whether the capsule layer after the Primary-Caps
             (each branch's first Mid-Cap, or the Class-Caps with 2 layers)
             shares its transformation over grid positions, a departure from

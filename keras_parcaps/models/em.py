@@ -84,7 +84,7 @@ def build_em(
     capsule_layers: int = 3,
     n_mid_caps: int = 2,
     routing_iterations: int = 3,
-    learning_rate: float = 1e-3,
+    learning_rate=1e-3,
     margin: float = 0.2,
     backbone: str = "paper",
 ) -> keras.Model:
@@ -127,7 +127,8 @@ def build_em(
         n_mid_caps: Mid-Cap types per Mid-Cap layer (3 and 4 layers).
             Default 2.
         routing_iterations: EM-routing iterations. Default 3.
-        learning_rate: Nadam learning rate. Default 1e-3.
+        learning_rate: Nadam learning rate, a float or a schedule (see
+            `compile_model`). Default 1e-3.
         margin: Initial margin of the spread loss. Default 0.2.
         backbone: What comes before the Primary-Caps: `"paper"` (the stem
             and the ResNeXt block(s)), `"pooled"` (the same layers and
@@ -174,7 +175,7 @@ def build_parallel_em(
     capsule_layers: int = 3,
     n_branches: int = 10,
     routing_iterations: int = 3,
-    learning_rate: float = 1e-3,
+    learning_rate=1e-3,
     margin: float = 0.2,
     backbone: str = "paper",
 ) -> keras.Model:
@@ -226,7 +227,8 @@ def build_parallel_em(
         n_branches: Number of branches, at least 1 (at most 32 with 2
             capsule layers). Default 10.
         routing_iterations: EM-routing iterations. Default 3.
-        learning_rate: Nadam learning rate. Default 1e-3.
+        learning_rate: Nadam learning rate, a float or a schedule (see
+            `compile_model`). Default 1e-3.
         margin: Initial margin of the spread loss. Default 0.2.
         backbone: What comes before the Primary-Caps: `"paper"` (the stem
             and the ResNeXt block(s)), `"pooled"` (the same layers and

@@ -205,7 +205,7 @@ def block(
     )
 
 
-def compiled_network(inputs, scores, name: str, loss, learning_rate: float):
+def compiled_network(inputs, scores, name: str, loss, learning_rate):
     """The paper's network from `inputs` to `scores`, compiled the paper's way.
 
     Args:

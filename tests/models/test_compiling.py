@@ -94,3 +94,26 @@ def test_fit_predict_fit_save_with_the_averaging_optimizer(tmp_path):
     assert loaded.optimizer.use_ema
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-6)
     loaded.fit(x, y, batch_size=4, epochs=1, verbose=0)
+
+
+def test_a_learning_rate_schedule_is_followed_and_saved(tmp_path):
+    # The decaying rate under which the capsule networks met issue 12's targets
+    # on real cells goes in through `learning_rate`, as in Keras.
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=10)
+    model = compile_model(
+        _dense_model(), loss="mse", metrics=[], learning_rate=schedule
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)).astype("float32")
+    y = rng.normal(size=(12, 2)).astype("float32")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    expected = 1e-3 * 0.5 * (1 + np.cos(np.pi * 6 / 10))  # after 6 steps
+    np.testing.assert_allclose(
+        float(model.optimizer.learning_rate), expected, rtol=1e-5
+    )
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.optimizer.get_config()["learning_rate"]["class_name"] == "CosineDecay"
+    np.testing.assert_allclose(
+        float(loaded.optimizer.learning_rate), expected, rtol=1e-5
+    )
