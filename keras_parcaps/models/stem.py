@@ -108,7 +108,7 @@ def stem(inputs, downsample: str = "stride"):
     Returns:
         The feature map `(batch, ceil(height / 8), ceil(width / 8), 256)`.
     """
-    check_choice("downsample", downsample, DOWNSAMPLE.values())
+    # `ResNeXtBlock` checks `downsample` for the stem's first block.
     pooled = downsample == "pool"
     x = ImageCentering(name="centering")(inputs)
     x = keras.layers.Conv2D(
