@@ -33,6 +33,8 @@
 #   Test on a CPU: SIZE=48 BUDGET_S=120 ALLOW_CPU=1 OUT=/tmp/g \
 #                  PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
 # The multi-process path: bash benchmarks/gpu_check.sh distributed (below).
+# Learning on real cells at SIZE: bash benchmarks/gpu_check.sh comparison
+# (below; `fetch` also copies the shared cells into .devdata/ for it).
 set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -40,11 +42,19 @@ PYTHON=${PYTHON:-python3}
 if [ "${1:-}" = "fetch" ]; then
     mkdir -p .git/info .whl
     grep -qx "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude
-    exec "$PYTHON" -m pip download --no-deps --only-binary=:all: \
+    "$PYTHON" -m pip download --no-deps --only-binary=:all: \
         --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d .whl keras==3.15.1 namex==0.1.0 optree==0.20.0
+        -d .whl keras==3.15.1 namex==0.1.0 optree==0.20.0 || exit
+    # The real cells for `comparison`: a copy that git ignores and only a
+    # device call carries (the shared data beside the checkout does not travel).
+    cells="${PARCAPS_DATA:-../shared/data}/pbc_matek_dev"
+    if [ -d "$cells" ]; then
+        grep -qx "/.devdata/" .git/info/exclude || echo "/.devdata/" >> .git/info/exclude
+        mkdir -p .devdata && cp -r "$cells" .devdata/
+    fi
+    exit
 fi
 
 OUT=${OUT:-runs/gpu_check}
@@ -114,6 +124,22 @@ if [ "${1:-}" = "distributed" ]; then
     } > "$OUT/gpu_check_distributed.md"
     cat "$OUT/gpu_check_distributed.md"
     exit "$status"
+fi
+
+# `gpu_check.sh comparison`: benchmarks/model_comparison.py at SIZE on the
+# real cells in .devdata/pbc_matek_dev (carry [".whl", ".devdata"]), fold 0,
+# the learning rate decaying to 0 over COMPARE_BUDGET_S training seconds per
+# network (240), COMPARE_JOBS networks at once (1: processes sharing one GPU
+# slow each other down more than they gain), COMPARE_MODELS (the pooled
+# 12-branch network), JAX unless KERAS_BACKEND says otherwise. Writes
+# $OUT/comparison/results.md and curves.png.
+if [ "${1:-}" = "comparison" ]; then
+    KERAS_BACKEND=${KERAS_BACKEND:-jax} "$PYTHON" benchmarks/model_comparison.py \
+        --data .devdata/pbc_matek_dev --image-size "$SIZE" --folds 0 --cosine-decay \
+        --models ${COMPARE_MODELS:-pdr_3l_12b_pooled} --budget "${COMPARE_BUDGET_S:-240}" \
+        --eval-every 250 --jobs "${COMPARE_JOBS:-1}" --timeout "${COMPARE_TIMEOUT_S:-450}" \
+        --out "$OUT/comparison" 2>>"$LOG" | tee -a "$LOG"
+    exit "${PIPESTATUS[0]}"
 fi
 
 # Prints "GPU <name>", "CPU" or "MISSING <reason>" for the current backend.

@@ -107,6 +107,16 @@ MODELS = {
         "parallel_dr",
         {"capsule_layers": 3, "n_branches": 12},
     ),
+    "pdr_3l_12b_pooled": (
+        "parallel DR, 3 layers, 12 branches, the paper's layers pooling",
+        "parallel_dr",
+        {"capsule_layers": 3, "n_branches": 12, "backbone": "pooled"},
+    ),
+    "pdr_3l_12b_plain": (
+        "parallel DR, 3 layers, 12 branches, plain CNN backbone",
+        "parallel_dr",
+        {"capsule_layers": 3, "n_branches": 12, "backbone": "plain"},
+    ),
     "em_3l": ("EM-CapsNet, 3 layers", "em", {"capsule_layers": 3}),
     "em_3l_pooled": (
         "EM-CapsNet, 3 layers, the paper's layers pooling",
@@ -214,7 +224,7 @@ def run_one(args):
         model = build_cnn(shape, data.num_classes, **options)
     else:
         model = get_builder(builder, **options)(shape, data.num_classes)
-    if args.cosine_decay:
+    if args.cosine_decay and args.iterations < 10**9:
         decay_to_zero(model, args.iterations)
     batches = OnePerClassBatches(
         train,
@@ -225,8 +235,16 @@ def run_one(args):
 
     clock = {"train": 0.0, "steps": 0, "first": None}
 
+    initial_rate = float(model.optimizer.learning_rate)
+
     class Budget(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
+            if args.cosine_decay and args.iterations >= 10**9:
+                # No iteration count to decay over: decay over the seconds.
+                done = min(1.0, clock["train"] / args.budget)
+                self.model.optimizer.learning_rate = (
+                    initial_rate * 0.5 * (1.0 + np.cos(np.pi * done))
+                )
             self.begin = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
@@ -398,7 +416,8 @@ def main():
         "--cosine-decay",
         action="store_true",
         help="every network's learning rate falls from 1e-3 to 0 over --iterations "
-        "(keras.optimizers.schedules.CosineDecay; the paper keeps it constant)",
+        "(keras.optimizers.schedules.CosineDecay), or without --iterations along "
+        "the same curve over the --budget seconds; the paper keeps it constant",
     )
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--image-size", type=int, default=64)
@@ -422,8 +441,6 @@ def main():
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--fold", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.cosine_decay and args.iterations >= 10**9:
-        parser.error("--cosine-decay decays over --iterations: pass --iterations")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.model is not None:
