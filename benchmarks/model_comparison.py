@@ -224,8 +224,15 @@ def run_one(args):
         model = build_cnn(shape, data.num_classes, **options)
     else:
         model = get_builder(builder, **options)(shape, data.num_classes)
+    # Without an iteration count (the default 10**9) the decay runs over the
+    # budget's seconds instead, the same curve with seconds for steps.
+    over_seconds = None
     if args.cosine_decay and args.iterations < 10**9:
         decay_to_zero(model, args.iterations)
+    elif args.cosine_decay:
+        over_seconds = keras.optimizers.schedules.CosineDecay(
+            float(model.optimizer.learning_rate), args.budget
+        )
     batches = OnePerClassBatches(
         train,
         steps_per_epoch=args.eval_every,
@@ -235,16 +242,11 @@ def run_one(args):
 
     clock = {"train": 0.0, "steps": 0, "first": None}
 
-    initial_rate = float(model.optimizer.learning_rate)
-
     class Budget(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            if args.cosine_decay and args.iterations >= 10**9:
-                # No iteration count to decay over: decay over the seconds.
-                done = min(1.0, clock["train"] / args.budget)
-                self.model.optimizer.learning_rate = (
-                    initial_rate * 0.5 * (1.0 + np.cos(np.pi * done))
-                )
+            if over_seconds is not None:
+                rate = keras.ops.convert_to_numpy(over_seconds(clock["train"]))
+                self.model.optimizer.learning_rate = float(rate)
             self.begin = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
